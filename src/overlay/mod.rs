@@ -1,0 +1,2 @@
+//! The copy-on-write core: a stack of read-only layers plus one writable upper.
+pub mod version;

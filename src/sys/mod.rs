@@ -1,0 +1,348 @@
+//! Every system call the crate makes goes through here.
+//!
+//! Most wrappers sit on `rustix` (safe, maintained bindings); the few that
+//! need raw `libc` calls are marked `unsafe` with a `// SAFETY:` note. The
+//! rest of the crate is `#![deny(unsafe_code)]`.
+//!
+//! Conventions: every path-taking helper resolves relative to a directory fd
+//! and never follows a symlink ([`open_beneath`] uses `openat2` with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`; the
+//! single-name helpers use `AT_SYMLINK_NOFOLLOW`/`O_NOFOLLOW`).
+
+pub mod copy;
+pub mod xattr;
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+pub use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, StatFs};
+
+/// Opens `rel` below `root` without following any symlink and without leaving
+/// `root`. An empty `rel` opens `root` itself (a new fd).
+pub fn open_beneath(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlags,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    use rustix::fs::ResolveFlags;
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    loop {
+        match rustix::fs::openat2(
+            root,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+            resolve,
+        ) {
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => continue,
+            // openat2 says ELOOP for a symlink in the path; callers treat a
+            // symlink where a directory was expected as "not a directory".
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+/// Opens the directory `rel` below `root` as an `O_PATH` handle (for `*at` calls).
+pub fn open_dir_path(root: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+    open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY, 0)
+}
+
+/// Opens the directory `rel` below `root` for reading entries.
+pub fn open_dir_read(root: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+    open_beneath(root, rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)
+}
+
+/// Opens a directory by absolute path (used only for store roots given by the operator).
+pub fn open_dir_abs(path: &Path) -> io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Opens one entry of `dir` with `O_NOFOLLOW`.
+pub fn open_at(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map_err(io::Error::from)
+}
+
+/// `lstat` of one entry of `dir`; an empty name stats `dir` itself.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Stat> {
+    let flags = if name.is_empty() {
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    rustix::fs::statat(dir, name, flags).map_err(io::Error::from)
+}
+
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    rustix::fs::fstat(fd).map_err(io::Error::from)
+}
+
+pub fn fstatfs(fd: BorrowedFd<'_>) -> io::Result<StatFs> {
+    rustix::fs::fstatfs(fd).map_err(io::Error::from)
+}
+
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)).map_err(io::Error::from)
+}
+
+/// `mknodat` for any file type encoded in `mode` (`S_IFIFO`, `S_IFCHR`, ...).
+pub fn mknod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
+    let ft = FileType::from_raw_mode(mode);
+    rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(mode & 0o7777), rdev)
+        .map_err(io::Error::from)
+}
+
+pub fn symlink_at(target: &OsStr, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    rustix::fs::symlinkat(target, dir, name).map_err(io::Error::from)
+}
+
+pub fn readlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Vec<u8>> {
+    rustix::fs::readlinkat(dir, name, Vec::new())
+        .map(|c| c.into_bytes())
+        .map_err(io::Error::from)
+}
+
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(io::Error::from)
+}
+
+pub fn rmdir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(io::Error::from)
+}
+
+pub fn rename_at(
+    old_dir: BorrowedFd<'_>,
+    old: &OsStr,
+    new_dir: BorrowedFd<'_>,
+    new: &OsStr,
+    flags: RenameFlags,
+) -> io::Result<()> {
+    rustix::fs::renameat_with(old_dir, old, new_dir, new, flags).map_err(io::Error::from)
+}
+
+/// Hard-links `old_dir/old` (never following a symlink) to `new_dir/new`.
+pub fn link_at(
+    old_dir: BorrowedFd<'_>,
+    old: &OsStr,
+    new_dir: BorrowedFd<'_>,
+    new: &OsStr,
+) -> io::Result<()> {
+    rustix::fs::linkat(old_dir, old, new_dir, new, AtFlags::empty()).map_err(io::Error::from)
+}
+
+/// `lchown` of one entry (or of `dir` itself with an empty name). `None` keeps the id.
+pub fn chown_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> io::Result<()> {
+    let flags = if name.is_empty() {
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    rustix::fs::chownat(
+        dir,
+        name,
+        uid.map(|u| rustix::fs::Uid::from_raw(u)),
+        gid.map(|g| rustix::fs::Gid::from_raw(g)),
+        flags,
+    )
+    .map_err(io::Error::from)
+}
+
+/// `chmod` of one entry; symlinks have no mode of their own and are skipped by callers.
+pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    rustix::fs::chmodat(
+        dir,
+        name,
+        Mode::from_raw_mode(mode & 0o7777),
+        AtFlags::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Sets atime/mtime of one entry without following symlinks. `None` leaves a
+/// time unchanged; `Some(None)` sets it to now.
+pub fn utimes_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    atime: Option<Option<(i64, i64)>>,
+    mtime: Option<Option<(i64, i64)>>,
+) -> io::Result<()> {
+    use rustix::fs::{Timestamps, UTIME_NOW, UTIME_OMIT};
+    let ts = |t: Option<Option<(i64, i64)>>| match t {
+        None => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        Some(None) => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        },
+        Some(Some((s, ns))) => rustix::fs::Timespec {
+            tv_sec: s,
+            tv_nsec: ns as _,
+        },
+    };
+    let times = Timestamps {
+        last_access: ts(atime),
+        last_modification: ts(mtime),
+    };
+    let flags = if name.is_empty() {
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
+    rustix::fs::utimensat(dir, name, &times, flags).map_err(io::Error::from)
+}
+
+pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
+    rustix::fs::ftruncate(fd, size).map_err(io::Error::from)
+}
+
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    rustix::fs::fallocate(
+        fd,
+        rustix::fs::FallocateFlags::from_bits_retain(mode as _),
+        offset,
+        len,
+    )
+    .map_err(io::Error::from)
+}
+
+pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> io::Result<()> {
+    if datasync {
+        rustix::fs::fdatasync(fd).map_err(io::Error::from)
+    } else {
+        rustix::fs::fsync(fd).map_err(io::Error::from)
+    }
+}
+
+pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    rustix::io::pread(fd, buf, offset).map_err(io::Error::from)
+}
+
+pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Result<usize> {
+    rustix::io::pwrite(fd, buf, offset).map_err(io::Error::from)
+}
+
+pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> io::Result<u64> {
+    use rustix::fs::SeekFrom;
+    let pos = match whence {
+        libc::SEEK_SET => SeekFrom::Start(offset as u64),
+        libc::SEEK_CUR => SeekFrom::Current(offset),
+        libc::SEEK_END => SeekFrom::End(offset),
+        libc::SEEK_DATA => SeekFrom::Data(offset as u64),
+        libc::SEEK_HOLE => SeekFrom::Hole(offset as u64),
+        _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
+    rustix::fs::seek(fd, pos).map_err(io::Error::from)
+}
+
+/// One directory entry as read from a backing directory.
+#[derive(Debug, Clone)]
+pub struct RawDirEntry {
+    pub name: std::ffi::OsString,
+    pub ino: u64,
+    pub file_type: FileType,
+}
+
+/// Reads every entry of an open directory (without `.` and `..`).
+pub fn read_dir_entries(dir: impl AsFd) -> io::Result<Vec<RawDirEntry>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = rustix::fs::Dir::read_from(dir.as_fd()).map_err(io::Error::from)?;
+    let mut out = Vec::new();
+    while let Some(ent) = d.read() {
+        let ent = ent.map_err(io::Error::from)?;
+        let name = ent.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        out.push(RawDirEntry {
+            name: OsStr::from_bytes(name).to_os_string(),
+            ino: ent.ino(),
+            file_type: ent.file_type(),
+        });
+    }
+    Ok(out)
+}
+
+/// Credentials of the peer of a connected Unix socket (`SO_PEERCRED`).
+pub fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let c = rustix::net::sockopt::socket_peercred(sock).map_err(io::Error::from)?;
+    Ok((
+        c.pid.as_raw_nonzero().get() as u32,
+        c.uid.as_raw(),
+        c.gid.as_raw(),
+    ))
+}
+
+/// Unmounts `path`; `lazy` detaches it even while busy (`MNT_DETACH`).
+pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
+    use rustix::mount::UnmountFlags;
+    let flags = if lazy {
+        UnmountFlags::DETACH
+    } else {
+        UnmountFlags::empty()
+    };
+    rustix::mount::unmount(path, flags).map_err(io::Error::from)
+}
+
+/// Raises the open-file limit to the hard limit (the daemon keeps fds per open file).
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if let Some(max) = lim.maximum {
+        lim.current = Some(max);
+    }
+    setrlimit(Resource::Nofile, lim.clone()).map_err(io::Error::from)?;
+    Ok(lim.current.unwrap_or(u64::MAX))
+}
+
+pub fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The device a directory lives on (to check that a store spans one filesystem).
+pub fn device_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(fstat(fd)?.st_dev)
+}
+
+/// `FS_IOC_GETFLAGS` / `FS_IOC_FSGETXATTR` style ioctls that read into a buffer.
+///
+/// Only the file-attribute queries the kernel's overlayfs issues on copy-up
+/// are forwarded; the answer is the backing file's.
+#[allow(unsafe_code)]
+pub fn ioctl_read(fd: BorrowedFd<'_>, cmd: u32, out: &mut [u8]) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `out` is a valid writable buffer; callers only pass the
+    // commands FS_IOC_GETFLAGS (writes a c_int, 4 bytes) and
+    // FS_IOC_FSGETXATTR (writes a 28-byte struct fsxattr), and check that
+    // `out` is at least that large before calling.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, out.as_mut_ptr()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
