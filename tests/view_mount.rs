@@ -126,3 +126,69 @@ fn directory_rename_and_removal_in_view() {
     fs::create_dir(v.p("dir")).unwrap();
     assert_eq!(fs::read_dir(v.p("dir")).unwrap().count(), 0);
 }
+
+#[test]
+fn metadata_operations_work_in_view() {
+    use std::os::unix::fs::symlink;
+    let v = View::new(sample);
+    // chmod / chown / truncate of a lower file copy it up.
+    fs::set_permissions(v.p("top"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(fs::metadata(v.p("top")).unwrap().mode() & 0o7777, 0o640);
+    std::os::unix::fs::chown(v.p("top"), Some(1234), Some(5678)).unwrap();
+    let m = fs::metadata(v.p("top")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1234, 5678));
+    fs::OpenOptions::new()
+        .write(true)
+        .open(v.p("dir/sub/deep"))
+        .unwrap()
+        .set_len(2)
+        .unwrap();
+    assert_eq!(fs::read_to_string(v.p("dir/sub/deep")).unwrap(), "de");
+    // symlink, hard link, fifo.
+    symlink("dir/file", v.p("link")).unwrap();
+    assert_eq!(fs::read_link(v.p("link")).unwrap(), Path::new("dir/file"));
+    assert_eq!(fs::read_to_string(v.p("link")).unwrap(), "lower content");
+    fs::hard_link(v.p("dir/file"), v.p("hard")).unwrap();
+    assert_eq!(fs::metadata(v.p("hard")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(v.p("hard")).unwrap().ino(),
+        fs::metadata(v.p("dir/file")).unwrap().ino()
+    );
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &v.p("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::metadata(v.p("fifo")).unwrap().file_type()
+    ));
+    // xattrs, including trusted.* user data; the private namespace is refused.
+    let set = |name: &str, val: &str| {
+        std::process::Command::new("setfattr")
+            .args(["-n", name, "-v", val])
+            .arg(v.p("dir"))
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(set("user.color", "blue"));
+    assert!(set("trusted.overlay.opaque", "y"));
+    assert!(!set("trusted.goldenfs.opaque", "y"));
+    let out = std::process::Command::new("getfattr")
+        .args(["-d", "-m", "-"])
+        .arg(v.p("dir"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("user.color=\"blue\"") && text.contains("trusted.overlay.opaque"),
+        "{text}"
+    );
+    assert!(!text.contains("goldenfs"), "{text}");
+    // statfs answers for the store's filesystem.
+    let st = rustix::fs::statfs(&v.mnt).unwrap();
+    assert!(st.f_blocks > 0);
+}
