@@ -130,10 +130,7 @@ fn store_requests_round_trip_over_the_socket() {
         11,
     );
     assert!(r[0].ok, "{:?}", r[0]);
-    assert_eq!(
-        r[1].result.as_ref().unwrap()["projects"][0]["project"],
-        "web"
-    );
+    assert_eq!(r[1].result.as_ref().unwrap()["projects"][0]["project"], "web");
     assert_eq!(r[2].result.as_ref().unwrap()["current"], 1);
     assert_eq!(code(&r[3]), "already_exists");
     assert_eq!(code(&r[4]), "invalid_name");
@@ -156,9 +153,7 @@ fn mount_rejects_bad_mountpoints_without_creating_a_session() {
     std::fs::write(tmp.join("full/x"), "x").unwrap();
     std::fs::write(tmp.join("file"), "x").unwrap();
     let req = |mp: String| {
-        format!(
-            "{{\"op\":\"session_mount\",\"project\":\"web\",\"session\":\"s1\",\"mountpoint\":{mp:?}}}\n"
-        )
+        format!("{{\"op\":\"session_mount\",\"project\":\"web\",\"session\":\"s1\",\"mountpoint\":{mp:?}}}\n")
     };
     let mut bytes = b"{\"op\":\"project_create\",\"project\":\"web\"}\n".to_vec();
     for mp in [
@@ -186,10 +181,7 @@ fn mount_rejects_bad_mountpoints_without_creating_a_session() {
             "invalid_argument"
         ]
     );
-    assert_eq!(
-        r[7].result.as_ref().unwrap()["sessions"],
-        serde_json::json!([])
-    );
+    assert_eq!(r[7].result.as_ref().unwrap()["sessions"], serde_json::json!([]));
 }
 
 #[test]
@@ -198,10 +190,7 @@ fn a_second_daemon_on_the_same_socket_or_store_is_refused() {
     let err = Server::bind(&d.socket, false).err().unwrap();
     assert!(err.message.contains("already answering"), "{err}");
     let err = Store::open(&d.state).err().unwrap();
-    assert!(
-        err.message.contains("in use by another goldenfs daemon"),
-        "{err}"
-    );
+    assert!(err.message.contains("in use by another goldenfs daemon"), "{err}");
 }
 
 #[test]
@@ -212,10 +201,37 @@ fn a_stale_socket_file_is_replaced() {
     assert!(path.exists());
     let server = Server::bind(&path, false).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     drop(server);
     assert!(!path.exists());
+}
+
+#[test]
+fn connections_beyond_the_cap_get_a_busy_reply() {
+    let d = start();
+    let held: Vec<_> = (0..server::MAX_CONNECTIONS)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    // Make sure every held connection is being served.
+    for s in &held[held.len() - 1..] {
+        assert!(exchange(s, b"{\"op\":\"ping\"}\n", 1)[0].ok);
+    }
+    let extra = UnixStream::connect(&d.socket).unwrap();
+    let mut line = String::new();
+    BufReader::new(&extra).read_line(&mut line).unwrap();
+    let r: Response = serde_json::from_str(&line).unwrap();
+    assert_eq!(code(&r), "busy");
+    drop(held);
+    // Slots free up again once the held connections close.
+    for _ in 0..100 {
+        let s = UnixStream::connect(&d.socket).unwrap();
+        let mut line = String::new();
+        (&s).write_all(b"{\"op\":\"ping\"}\n").unwrap();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        if line.contains("\"ok\":true") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the daemon did not accept connections again");
 }
