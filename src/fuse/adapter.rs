@@ -42,7 +42,8 @@ pub(crate) struct FuseView {
     core: Arc<Overlay>,
     /// Lock order: `handles` and `backing` are leaves; never held across a core call.
     handles: Mutex<HashMap<u64, Handle>>,
-    backing: Mutex<HashMap<(u64, u64), Weak<BackingId>>>,
+    /// Live passthrough registration per view inode, with the backing file it is for.
+    backing: Mutex<HashMap<u64, ((u64, u64), Weak<BackingId>)>>,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
 }
@@ -71,30 +72,66 @@ impl FuseView {
         }
     }
 
-    /// One kernel passthrough registration per backing inode, shared by its opens.
+    /// One kernel passthrough registration per backing inode, shared by its
+    /// opens. The kernel allows one backing file per FUSE inode at a time: if
+    /// the inode is still open on another backing file (a reader of the lower
+    /// copy while a writer copied it up), this open gets `Conflict` and is
+    /// served by the daemon with direct I/O instead.
     fn backing_for(
         &self,
+        ino: u64,
         opened: &Opened,
         register: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
-    ) -> Option<Arc<BackingId>> {
+    ) -> Backing {
         if !self.passthrough.load(Ordering::Relaxed) {
-            return None;
+            return Backing::None;
         }
         let mut map = self.backing.lock();
-        if let Some(id) = map.get(&opened.key).and_then(Weak::upgrade) {
-            return Some(id);
+        if let Some((key, weak)) = map.get(&ino)
+            && let Some(id) = weak.upgrade()
+        {
+            return if *key == opened.key {
+                Backing::Shared(id)
+            } else {
+                Backing::Conflict
+            };
         }
         match register(&opened.fd) {
             Ok(id) => {
                 let id = Arc::new(id);
-                map.retain(|_, w| w.strong_count() > 0);
-                map.insert(opened.key, Arc::downgrade(&id));
-                Some(id)
+                map.retain(|_, (_, w)| w.strong_count() > 0);
+                map.insert(ino, (opened.key, Arc::downgrade(&id)));
+                Backing::Shared(id)
             }
             Err(e) => {
                 log::warn!("passthrough registration failed ({e}); serving reads and writes in the daemon");
-                None
+                Backing::None
             }
+        }
+    }
+}
+
+enum Backing {
+    /// Reads and writes go to the backing file in the kernel.
+    Shared(Arc<BackingId>),
+    /// Served by the daemon, through the page cache.
+    None,
+    /// Served by the daemon without the page cache (the inode is passthrough elsewhere).
+    Conflict,
+}
+
+impl Backing {
+    fn id(&self) -> Option<Arc<BackingId>> {
+        match self {
+            Backing::Shared(id) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    fn flags(&self) -> FopenFlags {
+        match self {
+            Backing::Conflict => FopenFlags::FOPEN_DIRECT_IO,
+            _ => FopenFlags::empty(),
         }
     }
 }
@@ -338,15 +375,14 @@ impl Filesystem for FuseView {
             Ok(o) => o,
             Err(e) => return reply.error(err(e)),
         };
-        let backing = self.backing_for(&opened, |fd| reply.open_backing(fd.as_fd()));
-        let fd = Arc::new(opened.fd);
+        let backing = self.backing_for(ino.0, &opened, |fd| reply.open_backing(fd.as_fd()));
         let fh = self.add_handle(Handle::File {
-            fd,
-            _backing: backing.clone(),
+            fd: Arc::new(opened.fd),
+            _backing: backing.id(),
         });
-        match backing {
+        match backing.id() {
             Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-            None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            None => reply.opened(FileHandle(fh), backing.flags()),
         }
     }
 
@@ -538,21 +574,15 @@ impl Filesystem for FuseView {
             Ok(x) => x,
             Err(e) => return reply.error(err(e)),
         };
-        let backing = self.backing_for(&opened, |fd| reply.open_backing(fd.as_fd()));
+        let backing = self.backing_for(attr.ino, &opened, |fd| reply.open_backing(fd.as_fd()));
         let fh = self.add_handle(Handle::File {
             fd: Arc::new(opened.fd),
-            _backing: backing.clone(),
+            _backing: backing.id(),
         });
-        match backing {
-            Some(id) => reply.created_passthrough(
-                &TTL,
-                &fattr(&attr),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-                &id,
-            ),
-            None => reply.created(&TTL, &fattr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty()),
+        let (ttl, fa) = (&TTL, fattr(&attr));
+        match backing.id() {
+            Some(id) => reply.created_passthrough(ttl, &fa, Generation(0), FileHandle(fh), FopenFlags::empty(), &id),
+            None => reply.created(ttl, &fa, Generation(0), FileHandle(fh), backing.flags()),
         }
     }
 

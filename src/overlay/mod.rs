@@ -217,6 +217,7 @@ impl Overlay {
             kind: Kind::Dir,
             lookups: 1,
             unlinked: false,
+            keep: None,
             data: NodeData::Dir(DirInfo {
                 upper: true,
                 lower: root_lower.into(),

@@ -257,8 +257,9 @@ impl Overlay {
         if !self.merged_names(&child)?.is_empty() {
             return Err(Errno::ENOTEMPTY);
         }
+        let keep = child.upper.as_ref().map(|fd| fd.try_clone()).transpose()?;
         self.remove_name(&dir, name, &found)?;
-        self.nodes.write().unlink_name(parent, name);
+        self.nodes.write().unlink_name_keeping(parent, name, keep);
         Ok(())
     }
 

@@ -61,6 +61,9 @@ pub struct Node {
     /// Its name was removed from the view (it lives on while the kernel holds it).
     pub unlinked: bool,
     pub data: NodeData,
+    /// Keeps a removed directory's backing inode allocated while the kernel
+    /// still holds the node, so its number (our node id) is not reused.
+    pub keep: Option<OwnedFd>,
 }
 
 impl Node {
@@ -153,6 +156,7 @@ impl NodeTable {
                         lookups: 1,
                         unlinked: false,
                         data,
+                        keep: None,
                     },
                 );
             }
@@ -191,12 +195,20 @@ impl NodeTable {
 
     /// The name `parent/name` went away: its node (if any) is unlinked.
     pub fn unlink_name(&mut self, parent: Ino, name: &OsStr) {
+        self.unlink_name_keeping(parent, name, None);
+    }
+
+    /// Like [`NodeTable::unlink_name`], keeping `keep` open for the node's lifetime.
+    pub fn unlink_name_keeping(&mut self, parent: Ino, name: &OsStr, keep: Option<OwnedFd>) {
         if let Some(ino) = self.by_name.remove(&(parent, name.to_os_string()))
             && let Some(n) = self.nodes.get_mut(&ino)
             && n.parent == parent
             && n.name == name
         {
             n.unlinked = true;
+            if keep.is_some() {
+                n.keep = keep;
+            }
         }
     }
 
