@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod error;
+pub mod fault;
 pub mod fuse;
 pub mod names;
 pub mod overlay;

@@ -163,8 +163,8 @@ pub fn chown_at(
     rustix::fs::chownat(
         dir,
         name,
-        uid.map(|u| rustix::fs::Uid::from_raw(u)),
-        gid.map(|g| rustix::fs::Gid::from_raw(g)),
+        uid.map(rustix::fs::Uid::from_raw),
+        gid.map(rustix::fs::Gid::from_raw),
         flags,
     )
     .map_err(io::Error::from)
@@ -315,7 +315,7 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     if let Some(max) = lim.maximum {
         lim.current = Some(max);
     }
-    setrlimit(Resource::Nofile, lim.clone()).map_err(io::Error::from)?;
+    setrlimit(Resource::Nofile, lim).map_err(io::Error::from)?;
     Ok(lim.current.unwrap_or(u64::MAX))
 }
 
@@ -345,4 +345,48 @@ pub fn ioctl_read(fd: BorrowedFd<'_>, cmd: u32, out: &mut [u8]) -> io::Result<i3
     } else {
         Ok(r)
     }
+}
+
+/// `/proc/self/fd/N`: names the object an fd (possibly `O_PATH`) refers to.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
+    use std::os::fd::AsRawFd;
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Re-opens the regular file or directory behind an `O_PATH` fd with real access flags.
+pub fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
+    rustix::fs::open(
+        proc_fd_path(fd).as_str(),
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+/// `chmod` of the object behind an fd (may be `O_PATH`; not for symlinks).
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    rustix::fs::chmod(
+        proc_fd_path(fd).as_str(),
+        Mode::from_raw_mode(mode & 0o7777),
+    )
+    .map_err(io::Error::from)
+}
+
+/// `lchown` of the object behind an fd (may be `O_PATH`, symlinks included).
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    chown_at(fd, OsStr::new(""), uid, gid)
+}
+
+/// Sets times of the object behind an fd (may be `O_PATH`, symlinks included).
+pub fn utimes_fd(
+    fd: BorrowedFd<'_>,
+    atime: Option<Option<(i64, i64)>>,
+    mtime: Option<Option<(i64, i64)>>,
+) -> io::Result<()> {
+    utimes_at(fd, OsStr::new(""), atime, mtime)
+}
+
+/// Makes a new name `new_dir/new` for the file behind an fd (`AT_EMPTY_PATH`, needs root).
+pub fn link_fd(fd: BorrowedFd<'_>, new_dir: BorrowedFd<'_>, new: &OsStr) -> io::Result<()> {
+    rustix::fs::linkat(fd, "", new_dir, new, AtFlags::EMPTY_PATH).map_err(io::Error::from)
 }

@@ -1,0 +1,396 @@
+//! Finding a name through the layer stack.
+//!
+//! Upper first, then the parent's lower directories top-down: a whiteout
+//! ends the search, a non-directory wins if nothing was found above it, and
+//! directories merge until an opaque one, a redirect (which continues the
+//! search at another path in the layers below) or a non-directory.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use super::markers;
+use super::node::{DirInfo, FileBacking, LowerDir, NodeData};
+use super::{Attr, DirView, Ino, Kind, Overlay};
+use crate::error::Errno;
+use crate::sys::{self, OFlags, Stat};
+
+fn is_dir(st: &Stat) -> bool {
+    (st.st_mode & libc::S_IFMT) == libc::S_IFDIR
+}
+
+/// A name found in the view.
+pub(super) enum Found {
+    Dir {
+        upper: bool,
+        lower: Vec<LowerDir>,
+        origin: Option<PathBuf>,
+        stat: Stat,
+    },
+    File {
+        backing: FileBacking,
+        stat: Stat,
+        ino: Ino,
+    },
+}
+
+impl Found {
+    pub fn in_upper(&self) -> bool {
+        match self {
+            Found::Dir { upper, .. } => *upper,
+            Found::File { backing, .. } => matches!(backing, FileBacking::Upper(_)),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        matches!(self, Found::Dir { .. })
+    }
+
+    pub fn attr(&self) -> Attr {
+        match self {
+            Found::Dir {
+                upper, lower, stat, ..
+            } => dir_attr(*upper, lower, stat),
+            Found::File { stat, ino, .. } => Attr::from_stat(*ino, stat),
+        }
+    }
+
+    pub fn into_data(self) -> NodeData {
+        match self {
+            Found::Dir {
+                upper,
+                lower,
+                origin,
+                ..
+            } => NodeData::Dir(DirInfo {
+                upper,
+                lower: lower.into(),
+                origin: origin.map(Arc::from),
+            }),
+            Found::File { backing, .. } => NodeData::File(backing),
+        }
+    }
+}
+
+/// A merged directory reports its origin's inode and, like overlayfs, a link
+/// count of 1 ("unknown") so that `find` does not use the leaf optimisation.
+pub(super) fn dir_attr(upper: bool, lower: &[LowerDir], top: &Stat) -> Attr {
+    let ino = lower.last().map(|l| l.ino).unwrap_or(top.st_ino);
+    let mut a = Attr::from_stat(ino, top);
+    if usize::from(upper) + lower.len() > 1 {
+        a.nlink = 1;
+    }
+    a
+}
+
+/// What resolving one name found.
+pub(super) struct Resolved {
+    pub found: Option<Found>,
+    /// The upper holds a goldenfs whiteout at the name.
+    pub upper_whiteout: bool,
+}
+
+enum LowerFound {
+    Dir(Vec<LowerDir>, Stat),
+    File {
+        layer: usize,
+        path: PathBuf,
+        stat: Stat,
+        ino: Ino,
+    },
+}
+
+impl Overlay {
+    /// Layers that can hold markers: all but the bottom one (an import, which
+    /// is stripped of them).
+    fn has_markers(&self, layer: usize) -> bool {
+        layer + 1 < self.layers.lowers.len()
+    }
+
+    /// Snapshot of a directory node for name lookups in it.
+    pub(super) fn dir_view(&self, ino: Ino) -> Result<DirView, Errno> {
+        let (path, info) = {
+            let nodes = self.nodes.read();
+            let node = nodes.get(ino)?;
+            let info = node.dir()?.clone();
+            (nodes.path_of(ino)?, info)
+        };
+        let upper = if info.upper {
+            Some(sys::open_dir_path(self.layers.upper.as_fd(), &path).map_err(stale)?)
+        } else {
+            None
+        };
+        Ok(DirView {
+            ino,
+            path,
+            upper,
+            lower: info.lower,
+            origin: info.origin,
+        })
+    }
+
+    /// Resolves `name` in the directory `dir`.
+    pub(super) fn resolve_in(&self, dir: &DirView, name: &OsStr) -> Result<Resolved, Errno> {
+        if let Some(up) = &dir.upper {
+            match sys::stat_at(up.as_fd(), name) {
+                Ok(st) => return self.resolve_upper_entry(dir, up, name, st),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let found = match self.walk_lower(&dir.lower, name)? {
+            Some(LowerFound::Dir(lower, stat)) => Some(Found::Dir {
+                upper: false,
+                lower,
+                origin: dir.origin.as_ref().map(|o| o.join(name)),
+                stat,
+            }),
+            Some(LowerFound::File {
+                layer,
+                path,
+                stat,
+                ino,
+            }) => Some(Found::File {
+                backing: FileBacking::Lower {
+                    layer,
+                    path: path.into(),
+                },
+                stat,
+                ino,
+            }),
+            None => None,
+        };
+        Ok(Resolved {
+            found,
+            upper_whiteout: false,
+        })
+    }
+
+    fn resolve_upper_entry(
+        &self,
+        dir: &DirView,
+        up: &OwnedFd,
+        name: &OsStr,
+        st: Stat,
+    ) -> Result<Resolved, Errno> {
+        if markers::looks_like_whiteout(&st) && markers::is_whiteout(up.as_fd(), name)? {
+            return Ok(Resolved {
+                found: None,
+                upper_whiteout: true,
+            });
+        }
+        let fd = markers::open_entry(up.as_fd(), name)?;
+        let found = if is_dir(&st) {
+            let m = markers::dir_markers(fd.as_fd())?;
+            let (lower, origin) = if m.opaque {
+                (Vec::new(), None)
+            } else if let Some(r) = m.redirect {
+                (self.resolve_lower_path(&r, 0)?, Some(r))
+            } else {
+                match self.walk_lower(&dir.lower, name)? {
+                    Some(LowerFound::Dir(lower, _)) => {
+                        (lower, dir.origin.as_ref().map(|o| o.join(name)))
+                    }
+                    _ => (Vec::new(), None),
+                }
+            };
+            Found::Dir {
+                upper: true,
+                lower,
+                origin,
+                stat: st,
+            }
+        } else {
+            let ino = markers::origin(fd.as_fd())?.unwrap_or(st.st_ino);
+            Found::File {
+                backing: FileBacking::Upper(Arc::new(fd)),
+                stat: st,
+                ino,
+            }
+        };
+        Ok(Resolved {
+            found: Some(found),
+            upper_whiteout: false,
+        })
+    }
+
+    /// Does `name` exist in the lower layers of `dir` (ignoring the upper)?
+    pub(super) fn name_in_lower(&self, dir: &DirView, name: &OsStr) -> Result<bool, Errno> {
+        Ok(self.walk_lower(&dir.lower, name)?.is_some())
+    }
+
+    fn walk_lower(&self, stack: &[LowerDir], name: &OsStr) -> Result<Option<LowerFound>, Errno> {
+        let mut dirs: Vec<LowerDir> = Vec::new();
+        let mut top: Option<Stat> = None;
+        for e in stack {
+            let dirfd =
+                sys::open_dir_path(self.layers.lowers[e.layer].as_fd(), &e.path).map_err(stale)?;
+            let st = match sys::stat_at(dirfd.as_fd(), name) {
+                Ok(st) => st,
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let markers_here = self.has_markers(e.layer);
+            if markers_here
+                && markers::looks_like_whiteout(&st)
+                && markers::is_whiteout(dirfd.as_fd(), name)?
+            {
+                break;
+            }
+            let path = e.path.join(name);
+            if is_dir(&st) {
+                top.get_or_insert(st);
+                dirs.push(LowerDir {
+                    layer: e.layer,
+                    path,
+                    ino: st.st_ino,
+                });
+                if markers_here {
+                    let fd = markers::open_entry(dirfd.as_fd(), name)?;
+                    let m = markers::dir_markers(fd.as_fd())?;
+                    if m.opaque {
+                        break;
+                    }
+                    if let Some(r) = m.redirect {
+                        dirs.extend(self.resolve_lower_path(&r, e.layer + 1)?);
+                        break;
+                    }
+                }
+            } else {
+                if top.is_some() {
+                    break;
+                }
+                let ino = if markers_here {
+                    let fd = markers::open_entry(dirfd.as_fd(), name)?;
+                    markers::origin(fd.as_fd())?.unwrap_or(st.st_ino)
+                } else {
+                    st.st_ino
+                };
+                return Ok(Some(LowerFound::File {
+                    layer: e.layer,
+                    path,
+                    stat: st,
+                    ino,
+                }));
+            }
+        }
+        Ok(top.map(|st| LowerFound::Dir(dirs, st)))
+    }
+
+    /// The lower directories of the merged-lower path `path`, looking only at
+    /// layers `from..` (a redirect found in layer L continues below L).
+    pub(super) fn resolve_lower_path(
+        &self,
+        path: &Path,
+        from: usize,
+    ) -> Result<Vec<LowerDir>, Errno> {
+        let mut stack: Vec<LowerDir> = Vec::new();
+        for (i, fd) in self.layers.lowers.iter().enumerate().skip(from) {
+            stack.push(LowerDir {
+                layer: i,
+                path: PathBuf::new(),
+                ino: sys::fstat(fd.as_fd())?.st_ino,
+            });
+        }
+        for c in path.components() {
+            let Component::Normal(name) = c else { continue };
+            match self.walk_lower(&stack, name)? {
+                Some(LowerFound::Dir(d, _)) => stack = d,
+                _ => return Ok(Vec::new()),
+            }
+        }
+        Ok(stack)
+    }
+
+    /// `lstat` of a lower file at a fixed path.
+    pub(super) fn stat_lower(&self, layer: usize, path: &Path) -> Result<Stat, Errno> {
+        let fd = self.open_lower(layer, path, OFlags::PATH)?;
+        Ok(sys::fstat(fd.as_fd())?)
+    }
+
+    /// Opens a lower file at a fixed path (never following a symlink).
+    pub(super) fn open_lower(
+        &self,
+        layer: usize,
+        path: &Path,
+        flags: OFlags,
+    ) -> Result<OwnedFd, Errno> {
+        Ok(sys::open_beneath(
+            self.layers.lowers[layer].as_fd(),
+            path,
+            flags | OFlags::NOFOLLOW,
+            0,
+        )?)
+    }
+
+    /// Looks `name` up in directory `parent` and records it for the kernel.
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr, Errno> {
+        if self.is_version(parent, name) {
+            return Ok(self.version_attr());
+        }
+        let _ns = self.ns.read();
+        let dir = self.dir_view(parent)?;
+        let found = self.resolve_in(&dir, name)?.found.ok_or(Errno::ENOENT)?;
+        let attr = found.attr();
+        self.nodes
+            .write()
+            .remember(attr.ino, parent, name, attr.kind, found.into_data());
+        Ok(attr)
+    }
+
+    /// Attributes of `ino`.
+    pub fn getattr(&self, ino: Ino) -> Result<Attr, Errno> {
+        if ino == super::VERSION_INO {
+            return Ok(self.version_attr());
+        }
+        let _ns = self.ns.read();
+        self.attr_locked(ino)
+    }
+
+    /// `getattr` with the namespace lock held by the caller.
+    pub(super) fn attr_locked(&self, ino: Ino) -> Result<Attr, Errno> {
+        let (data, path) = {
+            let nodes = self.nodes.read();
+            let node = nodes.get(ino)?;
+            let path = if node.kind == Kind::Dir {
+                Some(nodes.path_of(ino)?)
+            } else {
+                None
+            };
+            (node.data.clone(), path)
+        };
+        match data {
+            NodeData::File(FileBacking::Upper(fd)) => {
+                Ok(Attr::from_stat(ino, &sys::fstat(fd.as_fd())?))
+            }
+            NodeData::File(FileBacking::Lower { layer, path }) => {
+                Ok(Attr::from_stat(ino, &self.stat_lower(layer, &path)?))
+            }
+            NodeData::Dir(info) => {
+                let top = if info.upper {
+                    let p = path.unwrap_or_default();
+                    sys::fstat(
+                        sys::open_dir_path(self.layers.upper.as_fd(), &p)
+                            .map_err(stale)?
+                            .as_fd(),
+                    )?
+                } else {
+                    let l = info.lower.first().ok_or(Errno::ENOENT)?;
+                    self.stat_lower(l.layer, &l.path)?
+                };
+                let mut a = dir_attr(info.upper, &info.lower, &top);
+                a.ino = ino;
+                Ok(a)
+            }
+        }
+    }
+}
+
+/// A directory that vanished under a cached path: report it as gone.
+fn stale(e: std::io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::EXDEV) => Errno::ENOENT,
+        _ => e.into(),
+    }
+}

@@ -1,0 +1,323 @@
+//! Unit tests of the core on temporary directories (no mount). Need root
+//! for `trusted.*` xattrs, like the daemon itself.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    ov: Overlay,
+}
+
+const ME: Caller = Caller { uid: 0, gid: 0 };
+
+/// Two lower layers: `bottom` (imported) and `top` (a promoted upper).
+fn fixture(build: impl FnOnce(&Path, &Path)) -> Fixture {
+    let tmp = tempfile::tempdir_in(
+        std::env::var("GOLDENFS_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into()),
+    )
+    .unwrap();
+    let root = tmp.path().to_path_buf();
+    for d in ["top", "bottom", "upper", "work"] {
+        fs::create_dir(root.join(d)).unwrap();
+    }
+    build(&root.join("top"), &root.join("bottom"));
+    let layers = LayerDirs::open(
+        &root.join("upper"),
+        &root.join("work"),
+        &[root.join("top"), root.join("bottom")],
+    )
+    .unwrap();
+    let v = VersionInfo {
+        generation: 3,
+        created_at: "2026-11-24T10:00:00Z".into(),
+        session_id: Some("warm".into()),
+        project_id: "web".into(),
+        parent: Some(2),
+    };
+    let ov = Overlay::new(layers, &v).unwrap();
+    Fixture {
+        _tmp: tmp,
+        root,
+        ov,
+    }
+}
+
+impl Fixture {
+    fn ino(&self, path: &str) -> Result<Ino, Errno> {
+        let mut ino = ROOT_INO;
+        for c in Path::new(path).components() {
+            ino = self.ov.lookup(ino, c.as_os_str())?.ino;
+        }
+        Ok(ino)
+    }
+
+    fn split(&self, path: &str) -> (Ino, &'static OsStr) {
+        let p = Path::new(path);
+        let parent = p.parent().map(|x| x.to_str().unwrap()).unwrap_or("");
+        let name: &'static str = Box::leak(
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+                .into_boxed_str(),
+        );
+        (self.ino(parent).unwrap(), OsStr::new(name))
+    }
+
+    fn read(&self, path: &str) -> String {
+        let o = self
+            .ov
+            .open(self.ino(path).unwrap(), libc::O_RDONLY)
+            .unwrap();
+        let mut f = fs::File::from(o.fd);
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+        s
+    }
+
+    fn names(&self, path: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ov
+            .list_dir(self.ino(path).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name.to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn write(&self, path: &str, data: &str) {
+        let o = self
+            .ov
+            .open(self.ino(path).unwrap(), libc::O_WRONLY)
+            .unwrap();
+        sys::ftruncate(o.fd.as_fd(), 0).unwrap();
+        sys::pwrite(o.fd.as_fd(), data.as_bytes(), 0).unwrap();
+    }
+}
+
+fn std_layers(top: &Path, bottom: &Path) {
+    fs::create_dir_all(bottom.join("d/sub")).unwrap();
+    fs::write(bottom.join("d/a"), "bottom-a").unwrap();
+    fs::write(bottom.join("d/sub/deep"), "deep").unwrap();
+    fs::write(bottom.join("f"), "bottom-f").unwrap();
+    fs::write(bottom.join("golden-version.json"), "real").unwrap();
+    fs::create_dir_all(top.join("d")).unwrap();
+    fs::write(top.join("d/b"), "top-b").unwrap();
+    fs::write(top.join("f"), "top-f").unwrap();
+}
+
+#[test]
+fn upper_layer_shadows_lower_and_dirs_merge() {
+    let fx = fixture(std_layers);
+    assert_eq!(fx.read("f"), "top-f");
+    assert_eq!(fx.names("d"), ["a", "b", "sub"]);
+    assert_eq!(fx.read("d/sub/deep"), "deep");
+}
+
+#[test]
+fn version_file_is_virtual_and_shadows_real_file() {
+    let fx = fixture(std_layers);
+    let names = fx.names("");
+    assert_eq!(
+        names.iter().filter(|n| *n == "golden-version.json").count(),
+        1
+    );
+    let a = fx
+        .ov
+        .lookup(ROOT_INO, OsStr::new("golden-version.json"))
+        .unwrap();
+    assert_eq!(a.ino, VERSION_INO);
+    let text = String::from_utf8(fx.ov.read_version(0, 4096)).unwrap();
+    assert!(text.contains("\"generation\": 3"));
+    assert_eq!(
+        fx.ov.unlink(ROOT_INO, OsStr::new("golden-version.json")),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        fx.ov.setattr(
+            VERSION_INO,
+            SetAttr {
+                mode: Some(0o666),
+                ..Default::default()
+            }
+        ),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        fx.ov.rename(
+            ROOT_INO,
+            OsStr::new("golden-version.json"),
+            ROOT_INO,
+            OsStr::new("x"),
+            0
+        ),
+        Err(Errno::EPERM)
+    );
+}
+
+#[test]
+fn copy_up_leaves_lower_untouched_and_keeps_inode() {
+    let fx = fixture(std_layers);
+    let before = fx.ino("d/a").unwrap();
+    fx.write("d/a", "changed");
+    assert_eq!(fx.read("d/a"), "changed");
+    assert_eq!(
+        fs::read_to_string(fx.root.join("bottom/d/a")).unwrap(),
+        "bottom-a"
+    );
+    assert_eq!(
+        fs::read_to_string(fx.root.join("upper/d/a")).unwrap(),
+        "changed"
+    );
+    assert_eq!(fx.ino("d/a").unwrap(), before);
+    assert_eq!(
+        before,
+        fs::metadata(fx.root.join("bottom/d/a")).unwrap().ino()
+    );
+}
+
+#[test]
+fn whiteout_hides_lower_file_and_directory() {
+    let fx = fixture(std_layers);
+    let (p, n) = fx.split("d/a");
+    fx.ov.unlink(p, n).unwrap();
+    assert_eq!(fx.ino("d/a"), Err(Errno::ENOENT));
+    assert_eq!(fx.names("d"), ["b", "sub"]);
+    let (p, n) = fx.split("d/sub");
+    assert_eq!(fx.ov.rmdir(p, n), Err(Errno::ENOTEMPTY));
+    let (sp, sn) = fx.split("d/sub/deep");
+    fx.ov.unlink(sp, sn).unwrap();
+    fx.ov.rmdir(p, n).unwrap();
+    assert_eq!(fx.names("d"), ["b"]);
+    assert!(fx.root.join("bottom/d/sub/deep").exists());
+}
+
+#[test]
+fn recreated_directory_is_opaque() {
+    let fx = fixture(std_layers);
+    let (sp, sn) = fx.split("d/sub/deep");
+    fx.ov.unlink(sp, sn).unwrap();
+    let (p, n) = fx.split("d/sub");
+    fx.ov.rmdir(p, n).unwrap();
+    fx.ov.mkdir(p, n, 0o755, ME).unwrap();
+    assert_eq!(fx.names("d/sub"), Vec::<String>::new());
+}
+
+#[test]
+fn rename_of_lower_directory_copies_no_data() {
+    let fx = fixture(|top, bottom| {
+        std_layers(top, bottom);
+        for i in 0..200 {
+            fs::write(bottom.join(format!("d/sub/file{i}")), "x").unwrap();
+        }
+    });
+    let (p, n) = fx.split("d");
+    fx.ov
+        .rename(p, n, ROOT_INO, OsStr::new("moved"), 0)
+        .unwrap();
+    assert_eq!(fx.ino("d"), Err(Errno::ENOENT));
+    assert_eq!(fx.read("moved/sub/file7"), "x");
+    assert_eq!(fx.read("moved/b"), "top-b");
+    let upper_files = walk_files(&fx.root.join("upper"));
+    assert!(
+        upper_files
+            .iter()
+            .all(|f| fs::metadata(f).unwrap().len() == 0),
+        "{upper_files:?}"
+    );
+    // Renaming again, and into the renamed directory, keeps working.
+    let (p, n) = fx.split("moved/sub");
+    fx.ov.rename(p, n, ROOT_INO, OsStr::new("sub2"), 0).unwrap();
+    assert_eq!(fx.read("sub2/deep"), "deep");
+    let (p, n) = fx.split("f");
+    let dst = fx.ino("sub2").unwrap();
+    fx.ov.rename(p, n, dst, OsStr::new("f"), 0).unwrap();
+    assert_eq!(fx.read("sub2/f"), "top-f");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn private_xattrs_are_hidden_and_refused() {
+    let fx = fixture(std_layers);
+    let d = fx.ino("d").unwrap();
+    assert_eq!(
+        fx.ov
+            .setxattr(d, OsStr::new("trusted.goldenfs.opaque"), b"y", 0),
+        Err(Errno::EPERM)
+    );
+    fx.ov
+        .setxattr(d, OsStr::new("trusted.overlay.opaque"), b"y", 0)
+        .unwrap();
+    assert_eq!(
+        fx.ov
+            .getxattr(d, OsStr::new("trusted.overlay.opaque"))
+            .unwrap(),
+        b"y"
+    );
+    // Still merged: trusted.overlay.* is user data to us.
+    assert_eq!(fx.names("d"), ["a", "b", "sub"]);
+    let (p, n) = fx.split("d/a");
+    fx.ov.unlink(p, n).unwrap();
+    let list = fx.ov.listxattr(d).unwrap();
+    assert!(!String::from_utf8_lossy(&list).contains("goldenfs"));
+}
+
+#[test]
+fn user_char_device_is_data_not_whiteout() {
+    let fx = fixture(std_layers);
+    let d = fx.ino("d").unwrap();
+    fx.ov
+        .mknod(d, OsStr::new("a"), libc::S_IFCHR | 0o600, 0, ME)
+        .unwrap_err();
+    fx.ov
+        .mknod(d, OsStr::new("wh"), libc::S_IFCHR | 0o600, 0, ME)
+        .unwrap();
+    let a = fx.ov.lookup(d, OsStr::new("wh")).unwrap();
+    assert_eq!(a.kind, Kind::CharDev);
+    assert!(fx.names("d").contains(&"wh".to_string()));
+}
+
+#[test]
+fn hard_link_of_lower_file_shares_one_inode() {
+    let fx = fixture(std_layers);
+    let a = fx.ino("d/a").unwrap();
+    let attr = fx.ov.link(a, ROOT_INO, OsStr::new("a2")).unwrap();
+    assert_eq!(attr.ino, a);
+    assert_eq!(attr.nlink, 2);
+    fx.write("a2", "via-link");
+    assert_eq!(fx.read("d/a"), "via-link");
+}
+
+#[test]
+fn symlinks_in_upper_are_never_followed() {
+    let fx = fixture(std_layers);
+    let secret = fx.root.join("secret");
+    fs::write(&secret, "outside").unwrap();
+    // A symlink planted where a directory is expected must not lead outside.
+    symlink(&fx.root, fx.root.join("upper/escape")).unwrap();
+    let e = fx.ino("escape").unwrap();
+    assert_eq!(fx.ov.lookup(e, OsStr::new("secret")), Err(Errno::ENOTDIR));
+}
