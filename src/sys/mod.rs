@@ -10,6 +10,7 @@
 //! single-name helpers use `AT_SYMLINK_NOFOLLOW`/`O_NOFOLLOW`).
 
 pub mod copy;
+pub mod ctl;
 pub mod xattr;
 
 use std::ffi::OsStr;
