@@ -316,7 +316,7 @@ fn renaming_a_lower_dir_moves_its_nested_content() {
 }
 
 #[test]
-fn rename_noreplace_and_exchange_flags_are_honoured() {
+fn rename_noreplace_refuses_to_replace_an_existing_entry() {
     let d = Daemon::start();
     d.create_project_with("p", fill_sample);
     let m = d.mount("p", "s1");
