@@ -166,9 +166,7 @@ impl Error {
     /// The one mapping from a control error to an errno.
     pub fn errno(&self) -> Errno {
         match self.code {
-            ErrorCode::InvalidRequest | ErrorCode::InvalidName | ErrorCode::InvalidArgument => {
-                Errno::EINVAL
-            }
+            ErrorCode::InvalidRequest | ErrorCode::InvalidName | ErrorCode::InvalidArgument => Errno::EINVAL,
             ErrorCode::NotFound => Errno::ENOENT,
             ErrorCode::AlreadyExists => Errno::EEXIST,
             ErrorCode::Busy | ErrorCode::Conflict => Errno::EBUSY,

@@ -1,9 +1,14 @@
 //! The FUSE side of a view: mounting, the `fuser` adapter, unmounting.
 
+mod adapter;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::overlay::version::VersionInfo;
+use crate::overlay::{LayerDirs, Overlay};
+use crate::sys;
 
 /// Everything needed to mount one session view.
 #[derive(Clone, Debug)]
@@ -24,25 +29,84 @@ pub struct ViewConfig {
     pub threads: usize,
 }
 
-/// A mounted view. Dropping it without [`MountedView::unmount`] leaves the mount in place
-/// until the daemon exits.
+/// A mounted view. Dropping it without [`MountedView::unmount`] unmounts lazily.
 pub struct MountedView {
     mountpoint: PathBuf,
+    /// Boxed: a view is handed back inside errors, keep that small.
+    session: Option<Box<fuser::BackgroundSession>>,
+    core: Arc<Overlay>,
 }
 
 impl MountedView {
     /// Mounts the view; returns once the mount answers requests.
     pub fn mount(cfg: ViewConfig) -> Result<MountedView> {
-        let _ = cfg;
-        Err(Error::new(
-            ErrorCode::Unsupported,
-            "mounting is not implemented yet",
-        ))
+        let layers = LayerDirs::open(&cfg.upper, &cfg.work, &cfg.lowers)
+            .map_err(|e| Error::io(format!("opening the layers of session {}", cfg.session_id), e))?;
+        let core = Arc::new(
+            Overlay::new(layers, &cfg.version)
+                .map_err(|e| Error::io(format!("preparing the view of session {}", cfg.session_id), e))?,
+        );
+        let mut config = fuser::Config::default();
+        config.mount_options = vec![
+            fuser::MountOption::FSName(format!("goldenfs:{}", cfg.session_id)),
+            fuser::MountOption::Subtype("goldenfs".into()),
+            fuser::MountOption::DefaultPermissions,
+            fuser::MountOption::RW,
+            fuser::MountOption::Exec,
+        ];
+        if sys::geteuid() == 0 {
+            config.mount_options.push(fuser::MountOption::Dev);
+            config.mount_options.push(fuser::MountOption::Suid);
+        }
+        config.acl = fuser::SessionACL::All;
+        config.n_threads = Some(cfg.threads.max(1));
+        config.clone_fd = true;
+        let fs = adapter::FuseView::new(core.clone());
+        let session = fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(|e| {
+            Error::io(
+                format!("mounting session {} at {}", cfg.session_id, cfg.mountpoint.display()),
+                e,
+            )
+        })?;
+        let session = session
+            .spawn()
+            .map_err(|e| Error::io(format!("starting the FUSE threads of session {}", cfg.session_id), e))?;
+        Ok(MountedView {
+            mountpoint: cfg.mountpoint,
+            session: Some(Box::new(session)),
+            core,
+        })
     }
 
     /// Unmounts. Without `lazy`, a busy mount is left mounted and handed back with an error.
-    pub fn unmount(self, lazy: bool) -> std::result::Result<(), (MountedView, Error)> {
-        let _ = lazy;
+    pub fn unmount(mut self, lazy: bool) -> std::result::Result<(), (MountedView, Error)> {
+        match sys::unmount(&self.mountpoint, lazy) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOENT) => {
+                // Not mounted any more (unmounted behind our back).
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let msg = format!(
+                    "{} is busy (a process has a file open or its working directory there); stop it, or unmount with --lazy",
+                    self.mountpoint.display()
+                );
+                return Err((self, Error::new(ErrorCode::Busy, msg)));
+            }
+            Err(e) => {
+                let msg = format!("unmounting {}", self.mountpoint.display());
+                return Err((self, Error::io(msg, e)));
+            }
+        }
+        if let Some(session) = self.session.take() {
+            if lazy {
+                // Open files keep a lazily detached mount alive; do not wait for them.
+                std::thread::spawn(move || {
+                    let _ = session.join();
+                });
+            } else if let Err(e) = session.join() {
+                log::warn!("FUSE session at {} ended with: {e}", self.mountpoint.display());
+            }
+        }
         Ok(())
     }
 
@@ -52,6 +116,24 @@ impl MountedView {
 
     /// False once the kernel side is gone (unmounted behind the daemon's back, aborted).
     pub fn is_alive(&self) -> bool {
-        false
+        self.session.as_ref().is_some_and(|s| !s.guard.is_finished())
+    }
+
+    /// Copy-ups done in this view since it was mounted.
+    pub fn copy_ups(&self) -> u64 {
+        self.core.counters.copy_ups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Inodes the kernel holds in this view.
+    pub fn cached_inodes(&self) -> usize {
+        self.core.node_count()
+    }
+}
+
+impl Drop for MountedView {
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            let _ = sys::unmount(&self.mountpoint, true);
+        }
     }
 }

@@ -22,8 +22,7 @@ impl Overlay {
         if ino == super::VERSION_INO {
             return Err(Errno::EPERM);
         }
-        let _one_at_a_time =
-            self.copyup_locks[(ino % self.copyup_locks.len() as u64) as usize].lock();
+        let _one_at_a_time = self.copyup_locks[(ino % self.copyup_locks.len() as u64) as usize].lock();
         let (layer, path) = {
             let _ns = self.ns.read();
             let nodes = self.nodes.read();
@@ -112,21 +111,12 @@ impl Overlay {
         match kind {
             Kind::File => {
                 let from = sys::reopen(src, OFlags::RDONLY)?;
-                let to = sys::open_at(
-                    work,
-                    tmp,
-                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY,
-                    0o600,
-                )?;
+                let to = sys::open_at(work, tmp, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, 0o600)?;
                 copy::clone_or_copy_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
             }
             Kind::Symlink => {
                 let target = sys::readlink_at(src, OsStr::new(""))?;
-                sys::symlink_at(
-                    std::os::unix::ffi::OsStrExt::from_bytes(target.as_slice()),
-                    work,
-                    tmp,
-                )?;
+                sys::symlink_at(std::os::unix::ffi::OsStrExt::from_bytes(target.as_slice()), work, tmp)?;
             }
             Kind::Dir => return Err(Errno::EISDIR),
             _ => sys::mknod_at(work, tmp, st.st_mode & libc::S_IFMT | 0o600, st.st_rdev)?,
@@ -189,11 +179,7 @@ impl Overlay {
 
 /// Copies user-visible xattrs, owner, mode and times from `src` to `dst`
 /// (both may be `O_PATH`). Owner before mode: chown clears setuid bits.
-pub(super) fn copy_metadata(
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    st: &Stat,
-) -> Result<(), Errno> {
+pub(super) fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &Stat) -> Result<(), Errno> {
     copy::copy_xattrs(src, dst, |n| !markers::is_private(n))?;
     sys::chown_fd(dst, Some(st.st_uid), Some(st.st_gid))?;
     if Kind::from_mode(st.st_mode) != Kind::Symlink {

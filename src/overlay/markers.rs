@@ -66,8 +66,7 @@ pub fn dir_markers(dir_fd: BorrowedFd<'_>) -> io::Result<DirMarkers> {
 
 /// The origin inode recorded on a copied-up file, if any.
 pub fn origin(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
-    Ok(xattr::get(fd, OsStr::new(ORIGIN))?
-        .and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok())))
+    Ok(xattr::get(fd, OsStr::new(ORIGIN))?.and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok())))
 }
 
 pub fn set_origin(fd: BorrowedFd<'_>, ino: u64) -> io::Result<()> {
@@ -97,10 +96,5 @@ pub fn set_redirect(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()
 pub fn make_whiteout(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     sys::mknod_at(dir, name, libc::S_IFCHR, 0)?;
     let fd = open_entry(dir, name)?;
-    xattr::set(
-        fd.as_fd(),
-        OsStr::new(WHITEOUT),
-        b"y",
-        xattr::XattrFlags::empty(),
-    )
+    xattr::set(fd.as_fd(), OsStr::new(WHITEOUT), b"y", xattr::XattrFlags::empty())
 }

@@ -57,9 +57,7 @@ impl Overlay {
         let _ns = self.ns.read();
         let data = self.nodes.read().get(ino)?.data.clone();
         let fd = match data {
-            NodeData::File(FileBacking::Upper(p)) => {
-                sys::reopen(p.as_fd(), acc | data_flags(flags))?
-            }
+            NodeData::File(FileBacking::Upper(p)) => sys::reopen(p.as_fd(), acc | data_flags(flags))?,
             NodeData::File(FileBacking::Lower { layer, path }) => {
                 self.open_lower(layer, &path, acc | data_flags(flags))?
             }
@@ -98,9 +96,7 @@ impl Overlay {
         if let Some(size) = s.size {
             match kind {
                 Kind::Dir => return Err(Errno::EISDIR),
-                Kind::File => {
-                    sys::ftruncate(sys::reopen(fd.as_fd(), OFlags::WRONLY)?.as_fd(), size)?
-                }
+                Kind::File => sys::ftruncate(sys::reopen(fd.as_fd(), OFlags::WRONLY)?.as_fd(), size)?,
                 _ => return Err(Errno::EINVAL),
             }
         }
@@ -190,9 +186,7 @@ impl Overlay {
                 Ok(buf)
             }
             Err(e) => match e.raw_os_error() {
-                Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
-                    Err(Errno::ENOTTY)
-                }
+                Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Err(Errno::ENOTTY),
                 _ => Err(e.into()),
             },
         }

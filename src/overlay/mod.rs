@@ -158,10 +158,7 @@ impl LayerDirs {
         Ok(LayerDirs {
             upper: sys::open_dir_abs(upper)?,
             work: sys::open_dir_abs(work)?,
-            lowers: lowers
-                .iter()
-                .map(|p| sys::open_dir_abs(p))
-                .collect::<Result<_, _>>()?,
+            lowers: lowers.iter().map(|p| sys::open_dir_abs(p)).collect::<Result<_, _>>()?,
         })
     }
 }

@@ -26,12 +26,7 @@ pub(super) struct Slot {
 
 impl Overlay {
     /// Checks that `name` is free in `parent` and prepares its upper parent.
-    pub(super) fn prepare_slot(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        caller: Caller,
-    ) -> Result<Slot, Errno> {
+    pub(super) fn prepare_slot(&self, parent: Ino, name: &OsStr, caller: Caller) -> Result<Slot, Errno> {
         if self.is_version(parent, name) {
             return Err(Errno::EEXIST);
         }
@@ -50,11 +45,7 @@ impl Overlay {
             parent_upper,
             over_whiteout: r.upper_whiteout,
             uid: caller.uid,
-            gid: if parent_setgid {
-                pst.st_gid
-            } else {
-                caller.gid
-            },
+            gid: if parent_setgid { pst.st_gid } else { caller.gid },
             parent_setgid,
         })
     }
@@ -79,34 +70,16 @@ impl Overlay {
         if is_dir {
             // A directory cannot be renamed over a whiteout: swap them, then
             // drop the whiteout, which is now in the work dir.
-            sys::rename_at(
-                work,
-                &tmp,
-                slot.parent_upper.as_fd(),
-                name,
-                RenameFlags::EXCHANGE,
-            )?;
+            sys::rename_at(work, &tmp, slot.parent_upper.as_fd(), name, RenameFlags::EXCHANGE)?;
             let _ = sys::unlink_at(work, &tmp);
         } else {
-            sys::rename_at(
-                work,
-                &tmp,
-                slot.parent_upper.as_fd(),
-                name,
-                RenameFlags::empty(),
-            )?;
+            sys::rename_at(work, &tmp, slot.parent_upper.as_fd(), name, RenameFlags::empty())?;
         }
         Ok(fd)
     }
 
     /// Owner and mode of a freshly made entry (the daemon runs as root).
-    fn finish_new(
-        &self,
-        fd: BorrowedFd<'_>,
-        slot: &Slot,
-        mode: u32,
-        kind: Kind,
-    ) -> Result<(), Errno> {
+    fn finish_new(&self, fd: BorrowedFd<'_>, slot: &Slot, mode: u32, kind: Kind) -> Result<(), Errno> {
         sys::chown_fd(fd, Some(slot.uid), Some(slot.gid))?;
         if kind != Kind::Symlink {
             let mut mode = mode & 0o7777;
@@ -135,9 +108,7 @@ impl Overlay {
                 NodeData::File(FileBacking::Upper(Arc::new(fd))),
             )
         };
-        self.nodes
-            .write()
-            .remember(attr.ino, parent, name, attr.kind, data);
+        self.nodes.write().remember(attr.ino, parent, name, attr.kind, data);
         Ok(attr)
     }
 
@@ -176,14 +147,7 @@ impl Overlay {
     }
 
     /// Creates a node of any non-directory type (`mode` carries the type).
-    pub fn mknod(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        mode: u32,
-        rdev: u64,
-        caller: Caller,
-    ) -> Result<Attr, Errno> {
+    pub fn mknod(&self, parent: Ino, name: &OsStr, mode: u32, rdev: u64, caller: Caller) -> Result<Attr, Errno> {
         let _ns = self.ns.write();
         let slot = self.prepare_slot(parent, name, caller)?;
         let kind = Kind::from_mode(mode);
@@ -197,13 +161,7 @@ impl Overlay {
         self.remember_new(parent, name, fd)
     }
 
-    pub fn mkdir(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        mode: u32,
-        caller: Caller,
-    ) -> Result<Attr, Errno> {
+    pub fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, caller: Caller) -> Result<Attr, Errno> {
         let _ns = self.ns.write();
         let slot = self.prepare_slot(parent, name, caller)?;
         let opaque = slot.over_whiteout;
@@ -220,13 +178,7 @@ impl Overlay {
         self.remember_new(parent, name, fd)
     }
 
-    pub fn symlink(
-        &self,
-        parent: Ino,
-        name: &OsStr,
-        target: &OsStr,
-        caller: Caller,
-    ) -> Result<Attr, Errno> {
+    pub fn symlink(&self, parent: Ino, name: &OsStr, target: &OsStr, caller: Caller) -> Result<Attr, Errno> {
         let _ns = self.ns.write();
         let slot = self.prepare_slot(parent, name, caller)?;
         let fd = self.place(&slot, name, |dir, n| Ok(sys::symlink_at(target, dir, n)?))?;
@@ -247,9 +199,7 @@ impl Overlay {
             NodeData::File(FileBacking::Lower { .. }) => return Err(Errno::EIO),
         };
         let slot = self.prepare_slot(new_parent, new_name, Caller { uid: 0, gid: 0 })?;
-        self.place(&slot, new_name, |dir, n| {
-            Ok(sys::link_fd(src.as_fd(), dir, n)?)
-        })?;
+        self.place(&slot, new_name, |dir, n| Ok(sys::link_fd(src.as_fd(), dir, n)?))?;
         let st = sys::fstat(src.as_fd())?;
         let attr = Attr::from_stat(ino, &st);
         self.nodes.write().remember(
@@ -285,10 +235,7 @@ impl Overlay {
         let dir = self.dir_view(parent)?;
         let found = self.resolve_in(&dir, name)?.found.ok_or(Errno::ENOENT)?;
         let Found::Dir {
-            upper,
-            lower,
-            origin,
-            ..
+            upper, lower, origin, ..
         } = &found
         else {
             return Err(Errno::ENOTDIR);
@@ -317,12 +264,7 @@ impl Overlay {
 
     /// Removes `name` from the view: deletes the upper entry, and leaves a
     /// whiteout where a lower entry would otherwise show through.
-    pub(super) fn remove_name(
-        &self,
-        dir: &DirView,
-        name: &OsStr,
-        found: &Found,
-    ) -> Result<(), Errno> {
+    pub(super) fn remove_name(&self, dir: &DirView, name: &OsStr, found: &Found) -> Result<(), Errno> {
         let needs_whiteout = self.name_in_lower(dir, name)?;
         let work = self.layers.work.as_fd();
         if found.in_upper() {

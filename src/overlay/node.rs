@@ -209,8 +209,7 @@ impl NodeTable {
                 n.parent = new_parent;
                 n.name = new_name.to_os_string();
             }
-            self.by_name
-                .insert((new_parent, new_name.to_os_string()), ino);
+            self.by_name.insert((new_parent, new_name.to_os_string()), ino);
         }
     }
 

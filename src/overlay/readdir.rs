@@ -28,8 +28,7 @@ impl Overlay {
             let rd = sys::reopen(up.as_fd(), OFlags::RDONLY | OFlags::DIRECTORY)?;
             for e in sys::read_dir_entries(&rd)? {
                 let hidden = e.file_type == FileType::CharacterDevice
-                    && sys::stat_at(up.as_fd(), &e.name)
-                        .is_ok_and(|st| markers::looks_like_whiteout(&st))
+                    && sys::stat_at(up.as_fd(), &e.name).is_ok_and(|st| markers::looks_like_whiteout(&st))
                     && markers::is_whiteout(up.as_fd(), &e.name)?;
                 if !hidden {
                     out.push(e.name.clone());
@@ -49,8 +48,7 @@ impl Overlay {
                 }
                 let hidden = match &pathfd {
                     Some(p) if e.file_type == FileType::CharacterDevice => {
-                        sys::stat_at(p.as_fd(), &e.name)
-                            .is_ok_and(|st| markers::looks_like_whiteout(&st))
+                        sys::stat_at(p.as_fd(), &e.name).is_ok_and(|st| markers::looks_like_whiteout(&st))
                             && markers::is_whiteout(p.as_fd(), &e.name)?
                     }
                     _ => false,

@@ -63,14 +63,10 @@ impl Overlay {
         let dres = self.resolve_in(&ddir, new_name)?;
         if let (
             Found::File {
-                ino: a,
-                backing: sb,
-                ..
+                ino: a, backing: sb, ..
             },
             Some(Found::File {
-                ino: b,
-                backing: db,
-                ..
+                ino: b, backing: db, ..
             }),
         ) = (&src, &dres.found)
             && a == b
@@ -93,18 +89,14 @@ impl Overlay {
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),
                 (true, true) => {
-                    if !self
-                        .merged_names(&self.child_view(&ddir, new_name, dst)?)?
-                        .is_empty()
-                    {
+                    if !self.merged_names(&self.child_view(&ddir, new_name, dst)?)?.is_empty() {
                         return Err(Errno::ENOTEMPTY);
                     }
                 }
                 (false, false) => {}
             }
         }
-        let dst_upper_entry =
-            dres.upper_whiteout || dres.found.as_ref().is_some_and(|d| d.in_upper());
+        let dst_upper_entry = dres.upper_whiteout || dres.found.as_ref().is_some_and(|d| d.in_upper());
         let src_in_lower = self.name_in_lower(&sdir, name)?;
         let dst_in_lower = self.name_in_lower(&ddir, new_name)?;
         let spfd = self.upper_of(&sdir)?;
@@ -112,45 +104,34 @@ impl Overlay {
         let work = self.layers.work.as_fd();
 
         // The thing to move, as an upper entry: (dir fd, name) of where it is now.
-        let (from_dir, from_name, built_in_work): (BorrowedFd<'_>, std::ffi::OsString, bool) =
-            match &src {
-                Found::File { .. } if !src.in_upper() => return Err(Errno::EIO), // copy-up raced
-                Found::File { .. } => (spfd.as_fd(), name.to_os_string(), false),
-                Found::Dir {
-                    upper,
-                    lower,
-                    origin,
-                    ..
-                } => {
-                    if !upper {
-                        // Lower-only directory: build its upper copy in work/, redirected.
-                        let top = lower.first().ok_or(Errno::ENOENT)?;
-                        let srcfd = self.open_lower(
-                            top.layer,
-                            &top.path,
-                            OFlags::PATH | OFlags::DIRECTORY,
-                        )?;
-                        let st = sys::fstat(srcfd.as_fd())?;
-                        let tmp = self.tmp_name("mv");
-                        sys::mkdir_at(work, &tmp, 0o700)?;
-                        let made = markers::open_entry(work, &tmp)?;
-                        copy_metadata(srcfd.as_fd(), made.as_fd(), &st)?;
-                        markers::set_redirect(made.as_fd(), origin.as_deref().ok_or(Errno::EIO)?)?;
-                        (work, tmp, true)
-                    } else {
-                        let fd = markers::open_entry(spfd.as_fd(), name)?;
-                        if !lower.is_empty() {
-                            markers::set_redirect(
-                                fd.as_fd(),
-                                origin.as_deref().ok_or(Errno::EIO)?,
-                            )?;
-                        } else if dst_in_lower {
-                            markers::set_opaque(fd.as_fd())?;
-                        }
-                        (spfd.as_fd(), name.to_os_string(), false)
+        let (from_dir, from_name, built_in_work): (BorrowedFd<'_>, std::ffi::OsString, bool) = match &src {
+            Found::File { .. } if !src.in_upper() => return Err(Errno::EIO), // copy-up raced
+            Found::File { .. } => (spfd.as_fd(), name.to_os_string(), false),
+            Found::Dir {
+                upper, lower, origin, ..
+            } => {
+                if !upper {
+                    // Lower-only directory: build its upper copy in work/, redirected.
+                    let top = lower.first().ok_or(Errno::ENOENT)?;
+                    let srcfd = self.open_lower(top.layer, &top.path, OFlags::PATH | OFlags::DIRECTORY)?;
+                    let st = sys::fstat(srcfd.as_fd())?;
+                    let tmp = self.tmp_name("mv");
+                    sys::mkdir_at(work, &tmp, 0o700)?;
+                    let made = markers::open_entry(work, &tmp)?;
+                    copy_metadata(srcfd.as_fd(), made.as_fd(), &st)?;
+                    markers::set_redirect(made.as_fd(), origin.as_deref().ok_or(Errno::EIO)?)?;
+                    (work, tmp, true)
+                } else {
+                    let fd = markers::open_entry(spfd.as_fd(), name)?;
+                    if !lower.is_empty() {
+                        markers::set_redirect(fd.as_fd(), origin.as_deref().ok_or(Errno::EIO)?)?;
+                    } else if dst_in_lower {
+                        markers::set_opaque(fd.as_fd())?;
                     }
+                    (spfd.as_fd(), name.to_os_string(), false)
                 }
-            };
+            }
+        };
 
         // Move it into place. A directory cannot replace a (merged-empty)
         // upper dir or a whiteout by plain rename: swap them instead, then
@@ -167,10 +148,7 @@ impl Overlay {
         let wants_marker = src_in_lower || flags & libc::RENAME_WHITEOUT != 0;
         if swapped {
             // An old whiteout now at the source is exactly what is needed there.
-            let keep = !built_in_work
-                && src_in_lower
-                && dres.upper_whiteout
-                && flags & libc::RENAME_WHITEOUT == 0;
+            let keep = !built_in_work && src_in_lower && dres.upper_whiteout && flags & libc::RENAME_WHITEOUT == 0;
             if !keep {
                 if built_in_work {
                     super::remove_tree_at(work, &from_name)?;
@@ -186,9 +164,15 @@ impl Overlay {
         } else if wants_marker {
             self.source_marker(spfd.as_fd(), name, flags)?;
         }
-        self.nodes
-            .write()
-            .rename(parent, name, new_parent, new_name);
+        let mut nodes = self.nodes.write();
+        nodes.rename(parent, name, new_parent, new_name);
+        // A moved directory now has an upper copy (it may not have had one).
+        if let Some(ino) = nodes.child(new_parent, new_name)
+            && let Ok(node) = nodes.get_mut(ino)
+            && let super::node::NodeData::Dir(d) = &mut node.data
+        {
+            d.upper = true;
+        }
         Ok(())
     }
 
@@ -215,10 +199,7 @@ impl Overlay {
     ) -> Result<(), Errno> {
         let spfd = self.upper_of(sdir)?;
         let dpfd = self.upper_of(ddir)?;
-        let other_in_lower = [
-            self.name_in_lower(ddir, new_name)?,
-            self.name_in_lower(sdir, name)?,
-        ];
+        let other_in_lower = [self.name_in_lower(ddir, new_name)?, self.name_in_lower(sdir, name)?];
         for (i, (view, pfd, n, f)) in [(sdir, &spfd, name, src), (ddir, &dpfd, new_name, dst)]
             .into_iter()
             .enumerate()
@@ -236,16 +217,8 @@ impl Overlay {
             }
             let _ = pfd;
         }
-        sys::rename_at(
-            spfd.as_fd(),
-            name,
-            dpfd.as_fd(),
-            new_name,
-            RenameFlags::EXCHANGE,
-        )?;
-        self.nodes
-            .write()
-            .exchange((sdir.ino, name), (ddir.ino, new_name));
+        sys::rename_at(spfd.as_fd(), name, dpfd.as_fd(), new_name, RenameFlags::EXCHANGE)?;
+        self.nodes.write().exchange((sdir.ino, name), (ddir.ino, new_name));
         Ok(())
     }
 
@@ -258,17 +231,9 @@ impl Overlay {
     }
 
     /// A view of the directory `name` found in `dir`.
-    pub(super) fn child_view(
-        &self,
-        dir: &DirView,
-        name: &OsStr,
-        found: &Found,
-    ) -> Result<DirView, Errno> {
+    pub(super) fn child_view(&self, dir: &DirView, name: &OsStr, found: &Found) -> Result<DirView, Errno> {
         let Found::Dir {
-            upper,
-            lower,
-            origin,
-            ..
+            upper, lower, origin, ..
         } = found
         else {
             return Err(Errno::ENOTDIR);

@@ -49,9 +49,7 @@ impl Found {
 
     pub fn attr(&self) -> Attr {
         match self {
-            Found::Dir {
-                upper, lower, stat, ..
-            } => dir_attr(*upper, lower, stat),
+            Found::Dir { upper, lower, stat, .. } => dir_attr(*upper, lower, stat),
             Found::File { stat, ino, .. } => Attr::from_stat(*ino, stat),
         }
     }
@@ -59,10 +57,7 @@ impl Found {
     pub fn into_data(self) -> NodeData {
         match self {
             Found::Dir {
-                upper,
-                lower,
-                origin,
-                ..
+                upper, lower, origin, ..
             } => NodeData::Dir(DirInfo {
                 upper,
                 lower: lower.into(),
@@ -146,12 +141,7 @@ impl Overlay {
                 origin: dir.origin.as_ref().map(|o| o.join(name)),
                 stat,
             }),
-            Some(LowerFound::File {
-                layer,
-                path,
-                stat,
-                ino,
-            }) => Some(Found::File {
+            Some(LowerFound::File { layer, path, stat, ino }) => Some(Found::File {
                 backing: FileBacking::Lower {
                     layer,
                     path: path.into(),
@@ -167,13 +157,7 @@ impl Overlay {
         })
     }
 
-    fn resolve_upper_entry(
-        &self,
-        dir: &DirView,
-        up: &OwnedFd,
-        name: &OsStr,
-        st: Stat,
-    ) -> Result<Resolved, Errno> {
+    fn resolve_upper_entry(&self, dir: &DirView, up: &OwnedFd, name: &OsStr, st: Stat) -> Result<Resolved, Errno> {
         if markers::looks_like_whiteout(&st) && markers::is_whiteout(up.as_fd(), name)? {
             return Ok(Resolved {
                 found: None,
@@ -189,9 +173,7 @@ impl Overlay {
                 (self.resolve_lower_path(&r, 0)?, Some(r))
             } else {
                 match self.walk_lower(&dir.lower, name)? {
-                    Some(LowerFound::Dir(lower, _)) => {
-                        (lower, dir.origin.as_ref().map(|o| o.join(name)))
-                    }
+                    Some(LowerFound::Dir(lower, _)) => (lower, dir.origin.as_ref().map(|o| o.join(name))),
                     _ => (Vec::new(), None),
                 }
             };
@@ -224,18 +206,14 @@ impl Overlay {
         let mut dirs: Vec<LowerDir> = Vec::new();
         let mut top: Option<Stat> = None;
         for e in stack {
-            let dirfd =
-                sys::open_dir_path(self.layers.lowers[e.layer].as_fd(), &e.path).map_err(stale)?;
+            let dirfd = sys::open_dir_path(self.layers.lowers[e.layer].as_fd(), &e.path).map_err(stale)?;
             let st = match sys::stat_at(dirfd.as_fd(), name) {
                 Ok(st) => st,
                 Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(err) => return Err(err.into()),
             };
             let markers_here = self.has_markers(e.layer);
-            if markers_here
-                && markers::looks_like_whiteout(&st)
-                && markers::is_whiteout(dirfd.as_fd(), name)?
-            {
+            if markers_here && markers::looks_like_whiteout(&st) && markers::is_whiteout(dirfd.as_fd(), name)? {
                 break;
             }
             let path = e.path.join(name);
@@ -280,11 +258,7 @@ impl Overlay {
 
     /// The lower directories of the merged-lower path `path`, looking only at
     /// layers `from..` (a redirect found in layer L continues below L).
-    pub(super) fn resolve_lower_path(
-        &self,
-        path: &Path,
-        from: usize,
-    ) -> Result<Vec<LowerDir>, Errno> {
+    pub(super) fn resolve_lower_path(&self, path: &Path, from: usize) -> Result<Vec<LowerDir>, Errno> {
         let mut stack: Vec<LowerDir> = Vec::new();
         for (i, fd) in self.layers.lowers.iter().enumerate().skip(from) {
             stack.push(LowerDir {
@@ -310,12 +284,7 @@ impl Overlay {
     }
 
     /// Opens a lower file at a fixed path (never following a symlink).
-    pub(super) fn open_lower(
-        &self,
-        layer: usize,
-        path: &Path,
-        flags: OFlags,
-    ) -> Result<OwnedFd, Errno> {
+    pub(super) fn open_lower(&self, layer: usize, path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
         Ok(sys::open_beneath(
             self.layers.lowers[layer].as_fd(),
             path,
@@ -361,9 +330,7 @@ impl Overlay {
             (node.data.clone(), path)
         };
         match data {
-            NodeData::File(FileBacking::Upper(fd)) => {
-                Ok(Attr::from_stat(ino, &sys::fstat(fd.as_fd())?))
-            }
+            NodeData::File(FileBacking::Upper(fd)) => Ok(Attr::from_stat(ino, &sys::fstat(fd.as_fd())?)),
             NodeData::File(FileBacking::Lower { layer, path }) => {
                 Ok(Attr::from_stat(ino, &self.stat_lower(layer, &path)?))
             }

@@ -18,10 +18,7 @@ const ME: Caller = Caller { uid: 0, gid: 0 };
 
 /// Two lower layers: `bottom` (imported) and `top` (a promoted upper).
 fn fixture(build: impl FnOnce(&Path, &Path)) -> Fixture {
-    let tmp = tempfile::tempdir_in(
-        std::env::var("GOLDENFS_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into()),
-    )
-    .unwrap();
+    let tmp = tempfile::tempdir_in(std::env::var("GOLDENFS_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into())).unwrap();
     let root = tmp.path().to_path_buf();
     for d in ["top", "bottom", "upper", "work"] {
         fs::create_dir(root.join(d)).unwrap();
@@ -41,11 +38,7 @@ fn fixture(build: impl FnOnce(&Path, &Path)) -> Fixture {
         parent: Some(2),
     };
     let ov = Overlay::new(layers, &v).unwrap();
-    Fixture {
-        _tmp: tmp,
-        root,
-        ov,
-    }
+    Fixture { _tmp: tmp, root, ov }
 }
 
 impl Fixture {
@@ -60,22 +53,12 @@ impl Fixture {
     fn split(&self, path: &str) -> (Ino, &'static OsStr) {
         let p = Path::new(path);
         let parent = p.parent().map(|x| x.to_str().unwrap()).unwrap_or("");
-        let name: &'static str = Box::leak(
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string()
-                .into_boxed_str(),
-        );
+        let name: &'static str = Box::leak(p.file_name().unwrap().to_str().unwrap().to_string().into_boxed_str());
         (self.ino(parent).unwrap(), OsStr::new(name))
     }
 
     fn read(&self, path: &str) -> String {
-        let o = self
-            .ov
-            .open(self.ino(path).unwrap(), libc::O_RDONLY)
-            .unwrap();
+        let o = self.ov.open(self.ino(path).unwrap(), libc::O_RDONLY).unwrap();
         let mut f = fs::File::from(o.fd);
         let mut s = String::new();
         std::io::Read::read_to_string(&mut f, &mut s).unwrap();
@@ -96,10 +79,7 @@ impl Fixture {
     }
 
     fn write(&self, path: &str, data: &str) {
-        let o = self
-            .ov
-            .open(self.ino(path).unwrap(), libc::O_WRONLY)
-            .unwrap();
+        let o = self.ov.open(self.ino(path).unwrap(), libc::O_WRONLY).unwrap();
         sys::ftruncate(o.fd.as_fd(), 0).unwrap();
         sys::pwrite(o.fd.as_fd(), data.as_bytes(), 0).unwrap();
     }
@@ -128,14 +108,8 @@ fn upper_layer_shadows_lower_and_dirs_merge() {
 fn version_file_is_virtual_and_shadows_real_file() {
     let fx = fixture(std_layers);
     let names = fx.names("");
-    assert_eq!(
-        names.iter().filter(|n| *n == "golden-version.json").count(),
-        1
-    );
-    let a = fx
-        .ov
-        .lookup(ROOT_INO, OsStr::new("golden-version.json"))
-        .unwrap();
+    assert_eq!(names.iter().filter(|n| *n == "golden-version.json").count(), 1);
+    let a = fx.ov.lookup(ROOT_INO, OsStr::new("golden-version.json")).unwrap();
     assert_eq!(a.ino, VERSION_INO);
     let text = String::from_utf8(fx.ov.read_version(0, 4096)).unwrap();
     assert!(text.contains("\"generation\": 3"));
@@ -171,19 +145,10 @@ fn copy_up_leaves_lower_untouched_and_keeps_inode() {
     let before = fx.ino("d/a").unwrap();
     fx.write("d/a", "changed");
     assert_eq!(fx.read("d/a"), "changed");
-    assert_eq!(
-        fs::read_to_string(fx.root.join("bottom/d/a")).unwrap(),
-        "bottom-a"
-    );
-    assert_eq!(
-        fs::read_to_string(fx.root.join("upper/d/a")).unwrap(),
-        "changed"
-    );
+    assert_eq!(fs::read_to_string(fx.root.join("bottom/d/a")).unwrap(), "bottom-a");
+    assert_eq!(fs::read_to_string(fx.root.join("upper/d/a")).unwrap(), "changed");
     assert_eq!(fx.ino("d/a").unwrap(), before);
-    assert_eq!(
-        before,
-        fs::metadata(fx.root.join("bottom/d/a")).unwrap().ino()
-    );
+    assert_eq!(before, fs::metadata(fx.root.join("bottom/d/a")).unwrap().ino());
 }
 
 #[test]
@@ -222,17 +187,13 @@ fn rename_of_lower_directory_copies_no_data() {
         }
     });
     let (p, n) = fx.split("d");
-    fx.ov
-        .rename(p, n, ROOT_INO, OsStr::new("moved"), 0)
-        .unwrap();
+    fx.ov.rename(p, n, ROOT_INO, OsStr::new("moved"), 0).unwrap();
     assert_eq!(fx.ino("d"), Err(Errno::ENOENT));
     assert_eq!(fx.read("moved/sub/file7"), "x");
     assert_eq!(fx.read("moved/b"), "top-b");
     let upper_files = walk_files(&fx.root.join("upper"));
     assert!(
-        upper_files
-            .iter()
-            .all(|f| fs::metadata(f).unwrap().len() == 0),
+        upper_files.iter().all(|f| fs::metadata(f).unwrap().len() == 0),
         "{upper_files:?}"
     );
     // Renaming again, and into the renamed directory, keeps working.
@@ -264,19 +225,13 @@ fn private_xattrs_are_hidden_and_refused() {
     let fx = fixture(std_layers);
     let d = fx.ino("d").unwrap();
     assert_eq!(
-        fx.ov
-            .setxattr(d, OsStr::new("trusted.goldenfs.opaque"), b"y", 0),
+        fx.ov.setxattr(d, OsStr::new("trusted.goldenfs.opaque"), b"y", 0),
         Err(Errno::EPERM)
     );
     fx.ov
         .setxattr(d, OsStr::new("trusted.overlay.opaque"), b"y", 0)
         .unwrap();
-    assert_eq!(
-        fx.ov
-            .getxattr(d, OsStr::new("trusted.overlay.opaque"))
-            .unwrap(),
-        b"y"
-    );
+    assert_eq!(fx.ov.getxattr(d, OsStr::new("trusted.overlay.opaque")).unwrap(), b"y");
     // Still merged: trusted.overlay.* is user data to us.
     assert_eq!(fx.names("d"), ["a", "b", "sub"]);
     let (p, n) = fx.split("d/a");
@@ -292,9 +247,7 @@ fn user_char_device_is_data_not_whiteout() {
     fx.ov
         .mknod(d, OsStr::new("a"), libc::S_IFCHR | 0o600, 0, ME)
         .unwrap_err();
-    fx.ov
-        .mknod(d, OsStr::new("wh"), libc::S_IFCHR | 0o600, 0, ME)
-        .unwrap();
+    fx.ov.mknod(d, OsStr::new("wh"), libc::S_IFCHR | 0o600, 0, ME).unwrap();
     let a = fx.ov.lookup(d, OsStr::new("wh")).unwrap();
     assert_eq!(a.kind, Kind::CharDev);
     assert!(fx.names("d").contains(&"wh".to_string()));
@@ -320,4 +273,20 @@ fn symlinks_in_upper_are_never_followed() {
     symlink(&fx.root, fx.root.join("upper/escape")).unwrap();
     let e = fx.ino("escape").unwrap();
     assert_eq!(fx.ov.lookup(e, OsStr::new("secret")), Err(Errno::ENOTDIR));
+}
+
+#[test]
+fn directory_can_be_recreated_after_rename_away() {
+    let fx = fixture(std_layers);
+    let (p, n) = fx.split("d");
+    fx.ov.rename(p, n, ROOT_INO, OsStr::new("moved"), 0).unwrap();
+    for f in ["moved/a", "moved/b", "moved/sub/deep"] {
+        let (p, n) = fx.split(f);
+        fx.ov.unlink(p, n).unwrap();
+    }
+    let (p, n) = fx.split("moved/sub");
+    fx.ov.rmdir(p, n).unwrap();
+    fx.ov.rmdir(ROOT_INO, OsStr::new("moved")).unwrap();
+    fx.ov.mkdir(ROOT_INO, OsStr::new("d"), 0o755, ME).unwrap();
+    assert_eq!(fx.names("d"), Vec::<String>::new());
 }

@@ -23,9 +23,7 @@ pub fn clone_or_copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) ->
         match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), chunk) {
             Ok(0) => break, // source shrank; lower layers are immutable, so only on misuse
             Ok(_) => {}
-            Err(rustix::io::Errno::XDEV)
-            | Err(rustix::io::Errno::NOSYS)
-            | Err(rustix::io::Errno::INVAL)
+            Err(rustix::io::Errno::XDEV) | Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::INVAL)
                 if off_in == 0 =>
             {
                 return copy_by_read_write(src, dst, len);
@@ -57,11 +55,7 @@ fn copy_by_read_write(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -> io:
 /// Copies every xattr of `src` to `dst` for which `keep(name)` is true.
 /// Both fds may be `O_PATH`. Unsupported namespaces on the destination
 /// (EOPNOTSUPP) are skipped; other errors are returned.
-pub fn copy_xattrs(
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    keep: impl Fn(&OsStr) -> bool,
-) -> io::Result<()> {
+pub fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, keep: impl Fn(&OsStr) -> bool) -> io::Result<()> {
     for name in xattr::list(src)? {
         if !keep(&name) {
             continue;

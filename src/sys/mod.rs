@@ -22,12 +22,7 @@ pub use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, StatFs}
 
 /// Opens `rel` below `root` without following any symlink and without leaving
 /// `root`. An empty `rel` opens `root` itself (a new fd).
-pub fn open_beneath(
-    root: BorrowedFd<'_>,
-    rel: &Path,
-    flags: OFlags,
-    mode: u32,
-) -> io::Result<OwnedFd> {
+pub fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
     use rustix::fs::ResolveFlags;
     let rel: &Path = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -36,13 +31,7 @@ pub fn open_beneath(
     };
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     loop {
-        match rustix::fs::openat2(
-            root,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-            resolve,
-        ) {
+        match rustix::fs::openat2(root, rel, flags | OFlags::CLOEXEC, Mode::from_raw_mode(mode), resolve) {
             Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => continue,
             // openat2 says ELOOP for a symlink in the path; callers treat a
             // symlink where a directory was expected as "not a directory".
@@ -107,8 +96,7 @@ pub fn mkdir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> 
 /// `mknodat` for any file type encoded in `mode` (`S_IFIFO`, `S_IFCHR`, ...).
 pub fn mknod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
     let ft = FileType::from_raw_mode(mode);
-    rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(mode & 0o7777), rdev)
-        .map_err(io::Error::from)
+    rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(mode & 0o7777), rdev).map_err(io::Error::from)
 }
 
 pub fn symlink_at(target: &OsStr, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
@@ -140,22 +128,12 @@ pub fn rename_at(
 }
 
 /// Hard-links `old_dir/old` (never following a symlink) to `new_dir/new`.
-pub fn link_at(
-    old_dir: BorrowedFd<'_>,
-    old: &OsStr,
-    new_dir: BorrowedFd<'_>,
-    new: &OsStr,
-) -> io::Result<()> {
+pub fn link_at(old_dir: BorrowedFd<'_>, old: &OsStr, new_dir: BorrowedFd<'_>, new: &OsStr) -> io::Result<()> {
     rustix::fs::linkat(old_dir, old, new_dir, new, AtFlags::empty()).map_err(io::Error::from)
 }
 
 /// `lchown` of one entry (or of `dir` itself with an empty name). `None` keeps the id.
-pub fn chown_at(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> io::Result<()> {
+pub fn chown_at(dir: BorrowedFd<'_>, name: &OsStr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
     let flags = if name.is_empty() {
         AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW
     } else {
@@ -173,13 +151,7 @@ pub fn chown_at(
 
 /// `chmod` of one entry; symlinks have no mode of their own and are skipped by callers.
 pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
-    rustix::fs::chmodat(
-        dir,
-        name,
-        Mode::from_raw_mode(mode & 0o7777),
-        AtFlags::empty(),
-    )
-    .map_err(io::Error::from)
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty()).map_err(io::Error::from)
 }
 
 /// Sets atime/mtime of one entry without following symlinks. `None` leaves a
@@ -222,13 +194,8 @@ pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
 }
 
 pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {
-    rustix::fs::fallocate(
-        fd,
-        rustix::fs::FallocateFlags::from_bits_retain(mode as _),
-        offset,
-        len,
-    )
-    .map_err(io::Error::from)
+    rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::from_bits_retain(mode as _), offset, len)
+        .map_err(io::Error::from)
 }
 
 pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> io::Result<()> {
@@ -291,11 +258,7 @@ pub fn read_dir_entries(dir: impl AsFd) -> io::Result<Vec<RawDirEntry>> {
 /// Credentials of the peer of a connected Unix socket (`SO_PEERCRED`).
 pub fn peer_cred(sock: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
     let c = rustix::net::sockopt::socket_peercred(sock).map_err(io::Error::from)?;
-    Ok((
-        c.pid.as_raw_nonzero().get() as u32,
-        c.uid.as_raw(),
-        c.gid.as_raw(),
-    ))
+    Ok((c.pid.as_raw_nonzero().get() as u32, c.uid.as_raw(), c.gid.as_raw()))
 }
 
 /// Unmounts `path`; `lazy` detaches it even while busy (`MNT_DETACH`).
@@ -341,11 +304,7 @@ pub fn ioctl_read(fd: BorrowedFd<'_>, cmd: u32, out: &mut [u8]) -> io::Result<i3
     // FS_IOC_FSGETXATTR (writes a 28-byte struct fsxattr), and check that
     // `out` is at least that large before calling.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, out.as_mut_ptr()) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
 
 /// `/proc/self/fd/N`: names the object an fd (possibly `O_PATH`) refers to.
@@ -356,21 +315,12 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
 
 /// Re-opens the regular file or directory behind an `O_PATH` fd with real access flags.
 pub fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
-    rustix::fs::open(
-        proc_fd_path(fd).as_str(),
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io::Error::from)
+    rustix::fs::open(proc_fd_path(fd).as_str(), flags | OFlags::CLOEXEC, Mode::empty()).map_err(io::Error::from)
 }
 
 /// `chmod` of the object behind an fd (may be `O_PATH`; not for symlinks).
 pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
-    rustix::fs::chmod(
-        proc_fd_path(fd).as_str(),
-        Mode::from_raw_mode(mode & 0o7777),
-    )
-    .map_err(io::Error::from)
+    rustix::fs::chmod(proc_fd_path(fd).as_str(), Mode::from_raw_mode(mode & 0o7777)).map_err(io::Error::from)
 }
 
 /// `lchown` of the object behind an fd (may be `O_PATH`, symlinks included).

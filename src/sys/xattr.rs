@@ -27,8 +27,7 @@ pub fn get(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
             }
             Err(rustix::io::Errno::NODATA) => return Ok(None),
             Err(rustix::io::Errno::RANGE) => {
-                let need =
-                    rustix::fs::getxattr_query(path.as_str(), name).map_err(io::Error::from)?;
+                let need = rustix::fs::getxattr_query(path.as_str(), name).map_err(io::Error::from)?;
                 buf.resize(need.max(buf.len() * 2), 0);
             }
             Err(e) => return Err(e.into()),

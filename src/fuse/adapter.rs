@@ -1,0 +1,602 @@
+//! The thin `fuser` adapter: decode a request, call the overlay core, reply.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, BackingId, BsdFileFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use crate::error::Errno;
+use crate::overlay::{Attr, Caller, DirEntry, Kind, Opened, Overlay, SetAttr, VERSION_INO};
+use crate::sys;
+
+/// How long the kernel may cache names and attributes. Every change to a
+/// view goes through this daemon, so the kernel's copy only goes stale by
+/// our own doing, which the kernel sees as it happens.
+const TTL: Duration = Duration::from_secs(1);
+
+enum Handle {
+    File {
+        fd: Arc<OwnedFd>,
+        _backing: Option<Arc<BackingId>>,
+    },
+    Version,
+    Dir {
+        entries: Vec<DirEntry>,
+        served: bool,
+    },
+}
+
+pub(crate) struct FuseView {
+    core: Arc<Overlay>,
+    /// Lock order: `handles` and `backing` are leaves; never held across a core call.
+    handles: Mutex<HashMap<u64, Handle>>,
+    backing: Mutex<HashMap<(u64, u64), Weak<BackingId>>>,
+    next_fh: AtomicU64,
+    passthrough: AtomicBool,
+}
+
+impl FuseView {
+    pub(crate) fn new(core: Arc<Overlay>) -> Self {
+        FuseView {
+            core,
+            handles: Mutex::new(HashMap::new()),
+            backing: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            passthrough: AtomicBool::new(false),
+        }
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, h);
+        fh
+    }
+
+    fn file_fd(&self, fh: FileHandle) -> Result<Arc<OwnedFd>, Errno> {
+        match self.handles.lock().get(&fh.0) {
+            Some(Handle::File { fd, .. }) => Ok(fd.clone()),
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// One kernel passthrough registration per backing inode, shared by its opens.
+    fn backing_for(
+        &self,
+        opened: &Opened,
+        register: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut map = self.backing.lock();
+        if let Some(id) = map.get(&opened.key).and_then(Weak::upgrade) {
+            return Some(id);
+        }
+        match register(&opened.fd) {
+            Ok(id) => {
+                let id = Arc::new(id);
+                map.retain(|_, w| w.strong_count() > 0);
+                map.insert(opened.key, Arc::downgrade(&id));
+                Some(id)
+            }
+            Err(e) => {
+                log::warn!("passthrough registration failed ({e}); serving reads and writes in the daemon");
+                None
+            }
+        }
+    }
+}
+
+fn err(e: Errno) -> FErrno {
+    FErrno::from_i32(e.0)
+}
+
+fn time(t: (i64, u32)) -> SystemTime {
+    if t.0 >= 0 {
+        UNIX_EPOCH + Duration::new(t.0 as u64, t.1)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.0.unsigned_abs()) + Duration::from_nanos(t.1 as u64)
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+/// glibc `dev_t` → the kernel's 32-bit encoding used by FUSE.
+fn encode_dev(rdev: u64) -> u32 {
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// The kernel's 32-bit encoding → glibc `dev_t`.
+fn decode_dev(dev: u32) -> u64 {
+    let major = (dev & 0xfff00) >> 8;
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    libc::makedev(major, minor)
+}
+
+fn fattr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: time(a.atime),
+        mtime: time(a.mtime),
+        ctime: time(a.ctime),
+        crtime: time(a.ctime),
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: encode_dev(a.rdev),
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn time_arg(t: Option<TimeOrNow>) -> Option<Option<(i64, i64)>> {
+    t.map(|t| match t {
+        TimeOrNow::Now => None,
+        TimeOrNow::SpecificTime(st) => Some(match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
+            Err(e) => {
+                let d = e.duration();
+                let (s, n) = (d.as_secs() as i64, d.subsec_nanos() as i64);
+                if n == 0 { (-s, 0) } else { (-s - 1, 1_000_000_000 - n) }
+            }
+        }),
+    })
+}
+
+fn reply_entry(reply: ReplyEntry, r: Result<Attr, Errno>) {
+    match r {
+        Ok(a) => reply.entry(&TTL, &fattr(&a), Generation(0)),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(FErrno::from_i32(libc::ERANGE)),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
+impl Filesystem for FuseView {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Depth 1: the store is a plain filesystem, and a kernel overlayfs
+        // (dockerd's overlay2) must be able to stack on the view.
+        let depth_ok = config.set_max_stack_depth(1).is_ok();
+        let pt = depth_ok && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
+        self.passthrough.store(pt, Ordering::Relaxed);
+        for cap in [InitFlags::FUSE_PARALLEL_DIROPS, InitFlags::FUSE_CACHE_SYMLINKS] {
+            let _ = config.add_capabilities(cap);
+        }
+        log::info!(
+            "FUSE session initialised (passthrough {})",
+            if pt { "on" } else { "off" }
+        );
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        reply_entry(reply, self.core.lookup(parent.0, name));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.core.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.core.getattr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &fattr(&a)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let s = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time_arg(atime),
+            mtime: time_arg(mtime),
+        };
+        match self.core.setattr(ino.0, s) {
+            Ok(a) => reply.attr(&TTL, &fattr(&a)),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.core.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(
+            reply,
+            self.core.mknod(parent.0, name, mode, decode_dev(rdev), caller(req)),
+        );
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        reply_entry(reply, self.core.mkdir(parent.0, name, mode, caller(req)));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.core.unlink(parent.0, name));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.core.rmdir(parent.0, name));
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        reply_entry(
+            reply,
+            self.core.symlink(parent.0, link_name, target.as_os_str(), caller(req)),
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(
+            reply,
+            self.core.rename(parent.0, name, newparent.0, newname, flags.bits()),
+        );
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        reply_entry(reply, self.core.link(ino.0, newparent.0, newname));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if ino.0 == VERSION_INO {
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+                return reply.error(FErrno::EACCES);
+            }
+            let fh = self.add_handle(Handle::Version);
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+        }
+        let opened = match self.core.open(ino.0, flags.0) {
+            Ok(o) => o,
+            Err(e) => return reply.error(err(e)),
+        };
+        let backing = self.backing_for(&opened, |fd| reply.open_backing(fd.as_fd()));
+        let fd = Arc::new(opened.fd);
+        let fh = self.add_handle(Handle::File {
+            fd,
+            _backing: backing.clone(),
+        });
+        match backing {
+            Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+            None => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if matches!(self.handles.lock().get(&fh.0), Some(Handle::Version)) {
+            return reply.data(&self.core.read_version(offset, size));
+        }
+        let r = self.file_fd(fh).and_then(|fd| {
+            let mut buf = vec![0u8; size as usize];
+            let mut done = 0;
+            while done < buf.len() {
+                let n = sys::pread(fd.as_fd(), &mut buf[done..], offset + done as u64)?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            buf.truncate(done);
+            Ok(buf)
+        });
+        match r {
+            Ok(b) => reply.data(&b),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let r = self.file_fd(fh).and_then(|fd| {
+            let mut done = 0;
+            while done < data.len() {
+                done += sys::pwrite(fd.as_fd(), &data[done..], offset + done as u64)?;
+            }
+            Ok(done)
+        });
+        match r {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        if ino.0 == VERSION_INO {
+            return reply.ok();
+        }
+        reply_empty(
+            reply,
+            self.file_fd(fh).and_then(|fd| Ok(sys::fsync(fd.as_fd(), datasync)?)),
+        );
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.core.list_dir(ino.0) {
+            Ok(entries) => {
+                let fh = self.add_handle(Handle::Dir { entries, served: false });
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        // A read from offset 0 after the first one is a rewinddir: refresh.
+        let refresh = offset == 0 && matches!(self.handles.lock().get(&fh.0), Some(Handle::Dir { served: true, .. }));
+        if refresh {
+            match self.core.list_dir(ino.0) {
+                Ok(fresh) => {
+                    if let Some(Handle::Dir { entries, .. }) = self.handles.lock().get_mut(&fh.0) {
+                        *entries = fresh;
+                    }
+                }
+                Err(e) => return reply.error(err(e)),
+            }
+        }
+        let mut handles = self.handles.lock();
+        let Some(Handle::Dir { entries, served }) = handles.get_mut(&fh.0) else {
+            return reply.error(FErrno::EBADF);
+        };
+        *served = true;
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
+                break;
+            }
+        }
+        drop(handles);
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.handles.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.core.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, self.core.setxattr(ino.0, name, value, flags));
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, self.core.getxattr(ino.0, name));
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, self.core.listxattr(ino.0));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.core.removexattr(ino.0, name));
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions: the kernel checks modes itself.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        if name.as_bytes().contains(&b'/') {
+            return reply.error(FErrno::EINVAL);
+        }
+        let (attr, opened) = match self.core.create(parent.0, name, mode, flags, caller(req)) {
+            Ok(x) => x,
+            Err(e) => return reply.error(err(e)),
+        };
+        let backing = self.backing_for(&opened, |fd| reply.open_backing(fd.as_fd()));
+        let fh = self.add_handle(Handle::File {
+            fd: Arc::new(opened.fd),
+            _backing: backing.clone(),
+        });
+        match backing {
+            Some(id) => reply.created_passthrough(
+                &TTL,
+                &fattr(&attr),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+                &id,
+            ),
+            None => reply.created(&TTL, &fattr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty()),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        match self.core.ioctl_read(ino.0, cmd, out_size as usize) {
+            Ok(data) => reply.ioctl(0, &data),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(
+            reply,
+            self.file_fd(fh)
+                .and_then(|fd| Ok(sys::fallocate(fd.as_fd(), mode, offset, length)?)),
+        );
+    }
+
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        match self
+            .file_fd(fh)
+            .and_then(|fd| Ok(sys::lseek(fd.as_fd(), offset, whence)?))
+        {
+            Ok(o) => reply.offset(o as i64),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+}
