@@ -1,6 +1,766 @@
-//! The `goldenfs` command line.
+//! The `goldenfs` command line: `goldenfs daemon` runs the daemon; every
+//! other command is a thin client of its control socket.
+//!
+//! Exit status: 0 on success; 1 when the daemon reports an error; 2 on a
+//! usage error; 3 when the daemon cannot be reached. Errors are one line on
+//! stderr, prefixed `goldenfs: `. `--json` prints the reply's result object
+//! (documented in `docs/protocol.md`) on stdout.
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::daemon::{DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonConfig};
+use crate::protocol::*;
+
+const EXAMPLES: &str = "\
+Examples:
+  goldenfs daemon &                                   # store in /var/lib/goldenfs
+  goldenfs project create web --from /srv/golden/web  # generation 1
+  goldenfs session mount web s1 /mnt/s1               # instant, whatever the size
+  goldenfs session unmount s1 && goldenfs promote web s1
+  goldenfs generations web";
+
+#[derive(Parser, Debug)]
+#[command(name = "goldenfs", version, about = "Copy-on-write FUSE views of golden directories", after_help = EXAMPLES)]
+pub struct Cli {
+    /// Control socket of the daemon [env: GOLDENFS_SOCKET] [default: /run/goldenfs/goldenfs.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (owns the store and every mount)
+    #[command(
+        after_help = "Example:\n  RUST_LOG=info goldenfs daemon --state-dir /var/lib/goldenfs --allow-uid 1000"
+    )]
+    Daemon {
+        /// Store directory (one filesystem)
+        #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// Also allow this uid on the socket (repeatable)
+        #[arg(long = "allow-uid", value_name = "UID")]
+        allow_uid: Vec<u32>,
+        /// FUSE worker threads per mounted session
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        threads: usize,
+    },
+    /// Create, list and delete projects
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Mount, unmount, discard and list sessions
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Publish an unmounted session's changes as the project's next generation
+    #[command(after_help = "Example:\n  goldenfs promote web s1 --if-generation 3")]
+    Promote {
+        project: String,
+        session: String,
+        /// Refuse unless the project's current generation is N
+        #[arg(long, value_name = "N")]
+        if_generation: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a project's generations
+    #[command(after_help = "Example:\n  goldenfs generations web --json")]
+    Generations {
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point a project's current generation at an existing generation
+    #[command(after_help = "Example:\n  goldenfs rollback web 3")]
+    Rollback {
+        project: String,
+        generation: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete generations no session pins that are not current and not among the newest K
+    #[command(after_help = "Example:\n  goldenfs gc --keep 3")]
+    Gc {
+        /// Newest generations to keep per project
+        #[arg(long, default_value_t = crate::store::DEFAULT_KEEP, value_name = "K")]
+        keep: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the daemon, its store, projects and sessions
+    #[command(after_help = "Example:\n  goldenfs status --json")]
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that the daemon answers
+    #[command(after_help = "Example:\n  until goldenfs ping 2>/dev/null; do sleep 0.1; done")]
+    Ping {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProjectCmd {
+    /// Create a project; generation 1 is a copy of DIR (or empty)
+    #[command(
+        after_help = "Examples:\n  goldenfs project create web --from /srv/golden/web\n  goldenfs project create web --from /var/lib/goldenfs-incoming/web --move"
+    )]
+    Create {
+        project: String,
+        /// Import this directory as generation 1 (reflinked where possible)
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// Rename DIR into the store instead of copying (same filesystem only)
+        #[arg(long = "move", requires = "from")]
+        move_: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects
+    #[command(after_help = "Example:\n  goldenfs project list --json")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a project and its generations
+    #[command(
+        after_help = "Example:\n  goldenfs project delete web --force   # also discards its sessions"
+    )]
+    Delete {
+        project: String,
+        /// Unmount and discard the project's sessions first
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionCmd {
+    /// Mount session S of project P at MOUNTPOINT (creating S on the current generation if new)
+    #[command(after_help = "Example:\n  goldenfs session mount web s1 /mnt/s1")]
+    Mount {
+        project: String,
+        session: String,
+        mountpoint: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unmount a session (its changes are kept)
+    #[command(after_help = "Example:\n  goldenfs session unmount s1 --lazy")]
+    Unmount {
+        session: String,
+        /// Detach even while files are open
+        #[arg(long)]
+        lazy: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a session and its changes (drops its pin)
+    #[command(after_help = "Example:\n  goldenfs session discard s1 --force")]
+    Discard {
+        session: String,
+        /// Unmount it (lazily) first if mounted
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List sessions
+    #[command(after_help = "Example:\n  goldenfs session list --json")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A CLI failure: exit code and one-line message.
+struct Failure(i32, String);
+
+impl From<crate::error::Error> for Failure {
+    fn from(e: crate::error::Error) -> Self {
+        Failure(1, e.message)
+    }
+}
 
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    2
+                } else {
+                    0
+                };
+            }
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("goldenfs: {first}; see 'goldenfs --help'");
+            return 2;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(Failure(code, msg)) => {
+            eprintln!("goldenfs: {}", msg.replace('\n', " "));
+            code
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let socket = cli
+        .socket
+        .or_else(|| {
+            std::env::var_os("GOLDENFS_SOCKET")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let c = Client { socket: &socket };
+    match cli.command {
+        Command::Daemon {
+            state_dir,
+            allow_uid,
+            threads,
+        } => {
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                .init();
+            let state_dir = absolute(&state_dir, "--state-dir")?;
+            let socket = absolute_lenient(&socket);
+            crate::daemon::run(DaemonConfig {
+                state_dir,
+                socket,
+                allow_uids: allow_uid,
+                threads,
+            })?;
+            Ok(())
+        }
+        Command::Project(ProjectCmd::Create {
+            project,
+            from,
+            move_,
+            json,
+        }) => {
+            let from = match from {
+                Some(p) => Some(path_string(&absolute(&p, "--from")?)?),
+                None => None,
+            };
+            let r: ImportReport = c.call(&Request::ProjectCreate {
+                project,
+                from,
+                move_,
+            })?;
+            output(json, &r, || {
+                let how = if r.moved { "moved" } else { "imported" };
+                let mut s = format!(
+                    "created project {} (generation 1): {} {} files, {} directories, {} symlinks, {} special files, {} hard links, {}",
+                    r.project,
+                    how,
+                    r.files,
+                    r.directories,
+                    r.symlinks,
+                    r.special_files,
+                    r.hard_links,
+                    human_bytes(r.bytes)
+                );
+                if r.stripped_xattrs > 0 {
+                    s += &format!(
+                        "; stripped {} private trusted.goldenfs.* xattrs",
+                        r.stripped_xattrs
+                    );
+                }
+                s
+            })
+        }
+        Command::Project(ProjectCmd::List { json }) => {
+            let r: ProjectListResult = c.call(&Request::ProjectList {})?;
+            output(json, &r, || {
+                let rows = r.projects.iter().map(|p| {
+                    vec![
+                        p.project.clone(),
+                        p.current_generation.to_string(),
+                        p.generations.to_string(),
+                        p.layer_depth.to_string(),
+                        p.sessions.len().to_string(),
+                        p.created_at.clone(),
+                    ]
+                });
+                table(
+                    &[
+                        "PROJECT",
+                        "CURRENT",
+                        "GENERATIONS",
+                        "LAYERS",
+                        "SESSIONS",
+                        "CREATED",
+                    ],
+                    rows,
+                )
+            })
+        }
+        Command::Project(ProjectCmd::Delete {
+            project,
+            force,
+            json,
+        }) => {
+            let r: ProjectDeleteResult = c.call(&Request::ProjectDelete { project, force })?;
+            output(json, &r, || {
+                let mut s = format!(
+                    "deleted project {} (freed {})",
+                    r.project,
+                    human_bytes(r.bytes_freed)
+                );
+                if !r.discarded_sessions.is_empty() {
+                    s += &format!("; discarded sessions {}", r.discarded_sessions.join(", "));
+                }
+                s
+            })
+        }
+        Command::Session(SessionCmd::Mount {
+            project,
+            session,
+            mountpoint,
+            json,
+        }) => {
+            let mountpoint = path_string(&absolute(&mountpoint, "MOUNTPOINT")?)?;
+            let r: MountResult = c.call(&Request::SessionMount {
+                project,
+                session,
+                mountpoint,
+            })?;
+            output(json, &r, || {
+                format!(
+                    "mounted session {} of {} (generation {}) at {}",
+                    r.session, r.project, r.base_generation, r.mountpoint
+                )
+            })
+        }
+        Command::Session(SessionCmd::Unmount {
+            session,
+            lazy,
+            json,
+        }) => {
+            let r: UnmountResult = c.call(&Request::SessionUnmount { session, lazy })?;
+            output(json, &r, || {
+                format!(
+                    "unmounted session {} from {}{}",
+                    r.session,
+                    r.mountpoint,
+                    if r.lazy { " (lazily)" } else { "" }
+                )
+            })
+        }
+        Command::Session(SessionCmd::Discard {
+            session,
+            force,
+            json,
+        }) => {
+            let r: DiscardResult = c.call(&Request::SessionDiscard { session, force })?;
+            output(json, &r, || {
+                format!(
+                    "discarded session {} of {}{}; its changes are gone",
+                    r.session,
+                    r.project,
+                    if r.unmounted {
+                        " (unmounted it first)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+        }
+        Command::Session(SessionCmd::List { json }) => {
+            let r: SessionListResult = c.call(&Request::SessionList {})?;
+            output(json, &r, || {
+                let rows = r.sessions.iter().map(|s| {
+                    vec![
+                        s.session.clone(),
+                        s.project.clone(),
+                        s.base_generation.to_string(),
+                        if s.mounted { "yes" } else { "no" }.to_string(),
+                        s.mountpoint.clone().unwrap_or_else(|| "-".into()),
+                        s.created_at.clone(),
+                    ]
+                });
+                table(
+                    &[
+                        "SESSION",
+                        "PROJECT",
+                        "BASE",
+                        "MOUNTED",
+                        "MOUNTPOINT",
+                        "CREATED",
+                    ],
+                    rows,
+                )
+            })
+        }
+        Command::Promote {
+            project,
+            session,
+            if_generation,
+            json,
+        } => {
+            let r: PromoteReport = c.call(&Request::Promote {
+                project,
+                session,
+                if_generation,
+            })?;
+            output(json, &r, || {
+                format!(
+                    "promoted session {}: {} is now at generation {}",
+                    r.session, r.project, r.generation
+                )
+            })
+        }
+        Command::Generations { project, json } => {
+            let r: GenerationsResult = c.call(&Request::Generations { project })?;
+            output(json, &r, || {
+                let rows = r.generations.iter().map(|g| {
+                    vec![
+                        format!("{}{}", g.generation, if g.current { " *" } else { "" }),
+                        g.created_at.clone(),
+                        g.session_id.clone().unwrap_or_else(|| "-".into()),
+                        g.parent
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        g.layers.len().to_string(),
+                        if g.pinned_by.is_empty() {
+                            "-".into()
+                        } else {
+                            g.pinned_by.join(",")
+                        },
+                    ]
+                });
+                table(
+                    &[
+                        "GENERATION",
+                        "CREATED",
+                        "SESSION",
+                        "PARENT",
+                        "LAYERS",
+                        "PINNED BY",
+                    ],
+                    rows,
+                ) + &format!("\n(* = current: {})", r.current)
+            })
+        }
+        Command::Rollback {
+            project,
+            generation,
+            json,
+        } => {
+            let r: RollbackReport = c.call(&Request::Rollback {
+                project,
+                generation,
+            })?;
+            output(json, &r, || {
+                format!(
+                    "{} is now at generation {} (was {})",
+                    r.project, r.generation, r.previous
+                )
+            })
+        }
+        Command::Gc { keep, json } => {
+            let r: GcReport = c.call(&Request::Gc { keep: Some(keep) })?;
+            output(json, &r, || {
+                let gens: Vec<_> = r
+                    .deleted_generations
+                    .iter()
+                    .map(|g| format!("{}:{}", g.project, g.generation))
+                    .collect();
+                format!(
+                    "gc: deleted {} generations{} and {} layers, freed {}",
+                    gens.len(),
+                    if gens.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", gens.join(", "))
+                    },
+                    r.deleted_layers.len(),
+                    human_bytes(r.bytes_freed)
+                )
+            })
+        }
+        Command::Status { json } => {
+            let r: StatusResult = c.call(&Request::Status {})?;
+            output(json, &r, || {
+                let mut s = format!(
+                    "goldenfs {} (pid {}, up since {})\nstate dir: {} ({})\nsocket:    {}\n",
+                    r.version, r.pid, r.started_at, r.state_dir, r.backing_fs, r.socket
+                );
+                s += &format!("projects ({}):\n", r.projects.len());
+                for p in &r.projects {
+                    s += &format!(
+                        "  {}: generation {} ({} layers, {} generations kept, {} sessions)\n",
+                        p.project,
+                        p.current_generation,
+                        p.layer_depth,
+                        p.generations,
+                        p.sessions.len()
+                    );
+                }
+                s += &format!("sessions ({}):", r.sessions.len());
+                for x in &r.sessions {
+                    let at = match (&x.mountpoint, x.mounted) {
+                        (Some(m), true) => format!("mounted at {m}"),
+                        _ => "not mounted".into(),
+                    };
+                    s += &format!(
+                        "\n  {} of {} on generation {}: {at}",
+                        x.session, x.project, x.base_generation
+                    );
+                }
+                s
+            })
+        }
+        Command::Ping { json } => {
+            let r: PingResult = c.call(&Request::Ping {})?;
+            output(json, &r, || {
+                format!(
+                    "goldenfs daemon {} (pid {}) at {}",
+                    r.version,
+                    r.pid,
+                    socket.display()
+                )
+            })
+        }
+    }
+}
+
+struct Client<'a> {
+    socket: &'a Path,
+}
+
+impl Client<'_> {
+    /// Sends one request and waits (without a time limit: imports can take
+    /// minutes) for its reply.
+    fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T, Failure> {
+        let unreachable = |e: std::io::Error| {
+            Failure(
+                3,
+                format!(
+                    "cannot reach the daemon at {}: {} — is 'goldenfs daemon' running?",
+                    self.socket.display(),
+                    io_reason(&e)
+                ),
+            )
+        };
+        let stream = UnixStream::connect(self.socket).map_err(unreachable)?;
+        let mut line = serde_json::to_vec(req)
+            .map_err(|e| Failure(1, format!("cannot encode the request: {e}")))?;
+        line.push(b'\n');
+        (&stream).write_all(&line).map_err(unreachable)?;
+        let mut reply = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut reply)
+            .map_err(unreachable)?;
+        if reply.is_empty() {
+            return Err(Failure(
+                1,
+                format!(
+                    "the daemon at {} closed the connection without a reply; see its log",
+                    self.socket.display()
+                ),
+            ));
+        }
+        let resp: Response = serde_json::from_str(&reply)
+            .map_err(|e| Failure(1, format!("unreadable reply from the daemon ({e}); are client and daemon the same version?")))?;
+        Ok(resp.into_result()?)
+    }
+}
+
+/// "connection refused" rather than "Connection refused (os error 111)".
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => s,
+    }
+}
+
+fn output<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    let text = if json {
+        serde_json::to_string_pretty(value)
+            .map_err(|e| Failure(1, format!("cannot print JSON: {e}")))?
+    } else {
+        human()
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (e.g. `| head`) is not an error worth a message.
+    let _ = writeln!(out, "{text}");
+    Ok(())
+}
+
+fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let fmt = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut lines = vec![fmt(headers.iter().map(|h| h.to_string()).collect())];
+    lines.extend(rows.into_iter().map(fmt));
+    lines.join("\n")
+}
+
+/// 1536 → "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// An absolute, resolved path for a path argument that must exist.
+fn absolute(p: &Path, what: &str) -> Result<PathBuf, Failure> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    let cwd = std::env::current_dir().map_err(|e| {
+        Failure(
+            2,
+            format!(
+                "{what} {}: cannot resolve a relative path: {}",
+                p.display(),
+                io_reason(&e)
+            ),
+        )
+    })?;
+    let joined = cwd.join(p);
+    match std::fs::canonicalize(&joined) {
+        Ok(c) => Ok(c),
+        // A stale FUSE mount cannot be resolved; the daemon detaches it.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(joined),
+        Err(e) => Err(Failure(
+            2,
+            format!("{what} {}: {}", p.display(), io_reason(&e)),
+        )),
+    }
+}
+
+fn absolute_lenient(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn path_string(p: &Path) -> Result<String, Failure> {
+    p.to_str().map(str::to_string).ok_or_else(|| {
+        Failure(
+            2,
+            format!(
+                "{} is not valid UTF-8; the control protocol carries UTF-8 paths only",
+                p.display()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn fixed_command_contract_parses() {
+        for args in [
+            &[
+                "goldenfs",
+                "daemon",
+                "--state-dir",
+                "/s",
+                "--socket",
+                "/x.sock",
+                "--allow-uid",
+                "1000",
+                "--threads",
+                "8",
+            ][..],
+            &[
+                "goldenfs", "project", "create", "web", "--from", "/srv", "--move",
+            ],
+            &["goldenfs", "project", "list", "--json"],
+            &["goldenfs", "project", "delete", "web", "--force"],
+            &["goldenfs", "session", "mount", "web", "s1", "/mnt/s1"],
+            &["goldenfs", "session", "unmount", "s1", "--lazy"],
+            &["goldenfs", "session", "discard", "s1", "--force"],
+            &["goldenfs", "session", "list", "--json"],
+            &["goldenfs", "promote", "web", "s1", "--if-generation", "3"],
+            &["goldenfs", "generations", "web", "--json"],
+            &["goldenfs", "rollback", "web", "2"],
+            &["goldenfs", "gc", "--keep", "1", "--json"],
+            &["goldenfs", "status", "--json"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        assert!(Cli::try_parse_from(["goldenfs", "project", "create", "web", "--move"]).is_err());
+    }
+
+    #[test]
+    fn io_reasons_are_lowercase_without_errno() {
+        let e = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(io_reason(&e), "connection refused");
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(5), "5 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
 }

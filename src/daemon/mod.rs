@@ -1,1 +1,197 @@
-//! TODO
+//! The daemon: owns the store and every mount, serves the control socket.
+//!
+//! # Lock order
+//! Locks are only ever taken in this order (a later one may be taken while
+//! holding an earlier one, never the reverse):
+//! 1. a session's [`registry::Slot`] mutex — held across that session's
+//!    mount/unmount syscalls, promotion or discard;
+//! 2. the store's locks, in the order documented in [`crate::store`]
+//!    (maintenance → per-project promote mutex → per-project current-pointer
+//!    `RwLock` → store maps);
+//! 3. the registry's maps (`slots`, `mounts`) — leaves, held briefly, never
+//!    across a syscall that can block on a mount.
+//!
+//! Two slots are never held at once, except by `project delete --force`,
+//! which holds none while it discards each session in turn.
+
+mod handlers;
+pub mod mountpoint;
+pub mod registry;
+pub mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::protocol::{Request, Response};
+use crate::store::Store;
+use registry::Registry;
+
+/// Default store location.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/goldenfs";
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/goldenfs/goldenfs.sock";
+/// How long shutdown retries busy views before detaching them lazily.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How the daemon was started.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    /// Uids allowed besides root and the daemon's own euid.
+    pub allow_uids: Vec<u32>,
+    /// FUSE worker threads per view.
+    pub threads: usize,
+}
+
+/// The daemon's state, shared by every connection thread.
+pub struct Daemon {
+    pub store: Store,
+    pub registry: Registry,
+    pub config: DaemonConfig,
+    started_at: String,
+    shutting_down: AtomicBool,
+}
+
+impl Daemon {
+    /// Opens the store (running crash recovery) and detaches stale FUSE
+    /// mounts left at the sessions' last mountpoints by a crashed daemon.
+    pub fn open(config: DaemonConfig) -> Result<Daemon> {
+        if config.threads == 0 {
+            return Err(Error::invalid("--threads must be at least 1"));
+        }
+        let store = Store::open(&config.state_dir)?;
+        for s in store.sessions() {
+            if let Some(mp) = &s.mountpoint
+                && let Err(e) = mountpoint::detach_if_stale(mp)
+            {
+                log::warn!("session {}: {e}", s.session);
+            }
+        }
+        log::info!(
+            "store {} ({}): {} projects, {} sessions",
+            config.state_dir.display(),
+            store.fs_type(),
+            store.list_projects().map(|p| p.len()).unwrap_or(0),
+            store.sessions().len()
+        );
+        Ok(Daemon {
+            store,
+            registry: Registry::default(),
+            config,
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Answers one request. Never panics on bad input; a bug that panics in a
+    /// handler becomes an `internal` error reply.
+    pub fn handle(&self, req: Request) -> Response {
+        let op = format!("{req:?}");
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handlers::dispatch(self, req)
+        })) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                log::debug!("request {op} failed: {e}");
+                Response::failure(&e)
+            }
+            Err(_) => {
+                log::error!("BUG: handler panicked on {op}");
+                Response::failure(&Error::internal(
+                    "the daemon hit a bug handling this request (see its log); the request may be partially done",
+                ))
+            }
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Stops new mounts and unmounts every view: a normal unmount first,
+    /// retried for [`SHUTDOWN_GRACE`], then a lazy detach of the busy ones.
+    /// Uppers stay on disk; sessions can be mounted again after a restart.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut pending: Vec<_> = self.registry.all_slots();
+        loop {
+            let mut busy = Vec::new();
+            for (name, slot) in pending {
+                let mut g = slot.lock();
+                let Some(view) = g.view.take() else { continue };
+                let mp = view.mountpoint().display().to_string();
+                let lazy = Instant::now() >= deadline;
+                match view.unmount(lazy) {
+                    Ok(()) if lazy => {
+                        log::warn!("session {name}: {mp} was still busy; detached it lazily");
+                        self.registry.release_mountpoint(&name);
+                    }
+                    Ok(()) => {
+                        log::info!("session {name}: unmounted {mp}");
+                        self.registry.release_mountpoint(&name);
+                    }
+                    Err((view, e)) => {
+                        if lazy {
+                            log::error!("session {name}: cannot detach {mp}: {e}");
+                        } else {
+                            g.view = Some(view);
+                            drop(g);
+                            busy.push((name, slot));
+                        }
+                    }
+                }
+            }
+            if busy.is_empty() {
+                break;
+            }
+            if Instant::now() < deadline {
+                log::info!(
+                    "waiting for busy views to be released: {}",
+                    busy.iter()
+                        .map(|b| b.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            pending = busy;
+        }
+    }
+}
+
+/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+pub fn run(config: DaemonConfig) -> Result<()> {
+    match crate::sys::raise_nofile_limit() {
+        Ok(n) => log::debug!("open-file limit raised to {n}"),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal during shutdown exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .map_err(|e| Error::io("installing signal handlers", e))?;
+    }
+    let server = server::Server::bind(&config.socket, !config.allow_uids.is_empty())?;
+    let daemon = Arc::new(Daemon::open(config)?);
+    log::info!(
+        "goldenfs {} listening on {} (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        daemon.config.socket.display(),
+        std::process::id()
+    );
+    server.serve(daemon.clone(), &stop);
+    log::info!("shutting down: unmounting every session (uppers are kept)");
+    drop(server);
+    daemon.shutdown();
+    log::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -92,6 +92,8 @@ pub struct GenerationSummary {
 /// The store of one daemon.
 pub struct Store {
     layout: Layout,
+    /// Open for the store's lifetime; holds the exclusive `flock` that keeps
+    /// a second daemon off this store.
     root_fd: OwnedFd,
     fs_type: String,
     maintenance: RwLock<()>,
@@ -122,6 +124,14 @@ impl Store {
         Self::init_layout(&layout)?;
         let root_fd = sys::open_dir_abs(root)
             .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+        let locked = sys::ctl::try_lock_exclusive(root_fd.as_fd())
+            .map_err(|e| Error::io(format!("locking {}", root.display()), e))?;
+        if !locked {
+            return Err(Error::busy(format!(
+                "the store {} is in use by another goldenfs daemon; stop it first or pick another --state-dir",
+                root.display()
+            )));
+        }
         Self::check_one_filesystem(&layout, &root_fd)?;
         let fs_type = sys::ctl::fs_type_name(root_fd.as_fd()).unwrap_or_else(|_| "unknown".into());
         let recovery = recovery::recover(&layout)?;

@@ -31,3 +31,14 @@ pub fn fs_type_name(fd: BorrowedFd<'_>) -> io::Result<String> {
     };
     Ok(name.to_string())
 }
+
+/// Takes an exclusive `flock` on `fd` without waiting; `Ok(false)` when
+/// another open file description holds it (another daemon on the same store).
+pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
