@@ -37,9 +37,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon in the foreground (owns the store and every mount)
-    #[command(
-        after_help = "Example:\n  RUST_LOG=info goldenfs daemon --state-dir /var/lib/goldenfs --allow-uid 1000"
-    )]
+    #[command(after_help = "Example:\n  RUST_LOG=info goldenfs daemon --state-dir /var/lib/goldenfs --allow-uid 1000")]
     Daemon {
         /// Store directory (one filesystem)
         #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
@@ -130,9 +128,7 @@ enum ProjectCmd {
         json: bool,
     },
     /// Delete a project and its generations
-    #[command(
-        after_help = "Example:\n  goldenfs project delete web --force   # also discards its sessions"
-    )]
+    #[command(after_help = "Example:\n  goldenfs project delete web --force   # also discards its sessions")]
     Delete {
         project: String,
         /// Unmount and discard the project's sessions first
@@ -242,8 +238,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             allow_uid,
             threads,
         } => {
-            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-                .init();
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
             let state_dir = absolute(&state_dir, "--state-dir")?;
             let socket = absolute_lenient(&socket);
             crate::daemon::run(DaemonConfig {
@@ -264,11 +259,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Some(p) => Some(path_string(&absolute(&p, "--from")?)?),
                 None => None,
             };
-            let r: ImportReport = c.call(&Request::ProjectCreate {
-                project,
-                from,
-                move_,
-            })?;
+            let r: ImportReport = c.call(&Request::ProjectCreate { project, from, move_ })?;
             output(json, &r, || {
                 let how = if r.moved { "moved" } else { "imported" };
                 let mut s = format!(
@@ -283,10 +274,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     human_bytes(r.bytes)
                 );
                 if r.stripped_xattrs > 0 {
-                    s += &format!(
-                        "; stripped {} private trusted.goldenfs.* xattrs",
-                        r.stripped_xattrs
-                    );
+                    s += &format!("; stripped {} private trusted.goldenfs.* xattrs", r.stripped_xattrs);
                 }
                 s
             })
@@ -305,30 +293,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     ]
                 });
                 table(
-                    &[
-                        "PROJECT",
-                        "CURRENT",
-                        "GENERATIONS",
-                        "LAYERS",
-                        "SESSIONS",
-                        "CREATED",
-                    ],
+                    &["PROJECT", "CURRENT", "GENERATIONS", "LAYERS", "SESSIONS", "CREATED"],
                     rows,
                 )
             })
         }
-        Command::Project(ProjectCmd::Delete {
-            project,
-            force,
-            json,
-        }) => {
+        Command::Project(ProjectCmd::Delete { project, force, json }) => {
             let r: ProjectDeleteResult = c.call(&Request::ProjectDelete { project, force })?;
             output(json, &r, || {
-                let mut s = format!(
-                    "deleted project {} (freed {})",
-                    r.project,
-                    human_bytes(r.bytes_freed)
-                );
+                let mut s = format!("deleted project {} (freed {})", r.project, human_bytes(r.bytes_freed));
                 if !r.discarded_sessions.is_empty() {
                     s += &format!("; discarded sessions {}", r.discarded_sessions.join(", "));
                 }
@@ -354,11 +327,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 )
             })
         }
-        Command::Session(SessionCmd::Unmount {
-            session,
-            lazy,
-            json,
-        }) => {
+        Command::Session(SessionCmd::Unmount { session, lazy, json }) => {
             let r: UnmountResult = c.call(&Request::SessionUnmount { session, lazy })?;
             output(json, &r, || {
                 format!(
@@ -369,22 +338,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 )
             })
         }
-        Command::Session(SessionCmd::Discard {
-            session,
-            force,
-            json,
-        }) => {
+        Command::Session(SessionCmd::Discard { session, force, json }) => {
             let r: DiscardResult = c.call(&Request::SessionDiscard { session, force })?;
             output(json, &r, || {
                 format!(
                     "discarded session {} of {}{}; its changes are gone",
                     r.session,
                     r.project,
-                    if r.unmounted {
-                        " (unmounted it first)"
-                    } else {
-                        ""
-                    }
+                    if r.unmounted { " (unmounted it first)" } else { "" }
                 )
             })
         }
@@ -402,14 +363,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     ]
                 });
                 table(
-                    &[
-                        "SESSION",
-                        "PROJECT",
-                        "BASE",
-                        "MOUNTED",
-                        "MOUNTPOINT",
-                        "CREATED",
-                    ],
+                    &["SESSION", "PROJECT", "BASE", "MOUNTED", "MOUNTPOINT", "CREATED"],
                     rows,
                 )
             })
@@ -440,9 +394,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         format!("{}{}", g.generation, if g.current { " *" } else { "" }),
                         g.created_at.clone(),
                         g.session_id.clone().unwrap_or_else(|| "-".into()),
-                        g.parent
-                            .map(|p| p.to_string())
-                            .unwrap_or_else(|| "-".into()),
+                        g.parent.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                         g.layers.len().to_string(),
                         if g.pinned_by.is_empty() {
                             "-".into()
@@ -452,14 +404,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     ]
                 });
                 table(
-                    &[
-                        "GENERATION",
-                        "CREATED",
-                        "SESSION",
-                        "PARENT",
-                        "LAYERS",
-                        "PINNED BY",
-                    ],
+                    &["GENERATION", "CREATED", "SESSION", "PARENT", "LAYERS", "PINNED BY"],
                     rows,
                 ) + &format!("\n(* = current: {})", r.current)
             })
@@ -469,10 +414,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             generation,
             json,
         } => {
-            let r: RollbackReport = c.call(&Request::Rollback {
-                project,
-                generation,
-            })?;
+            let r: RollbackReport = c.call(&Request::Rollback { project, generation })?;
             output(json, &r, || {
                 format!(
                     "{} is now at generation {} (was {})",
@@ -536,12 +478,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Ping { json } => {
             let r: PingResult = c.call(&Request::Ping {})?;
             output(json, &r, || {
-                format!(
-                    "goldenfs daemon {} (pid {}) at {}",
-                    r.version,
-                    r.pid,
-                    socket.display()
-                )
+                format!("goldenfs daemon {} (pid {}) at {}", r.version, r.pid, socket.display())
             })
         }
     }
@@ -566,14 +503,11 @@ impl Client<'_> {
             )
         };
         let stream = UnixStream::connect(self.socket).map_err(unreachable)?;
-        let mut line = serde_json::to_vec(req)
-            .map_err(|e| Failure(1, format!("cannot encode the request: {e}")))?;
+        let mut line = serde_json::to_vec(req).map_err(|e| Failure(1, format!("cannot encode the request: {e}")))?;
         line.push(b'\n');
         (&stream).write_all(&line).map_err(unreachable)?;
         let mut reply = String::new();
-        BufReader::new(&stream)
-            .read_line(&mut reply)
-            .map_err(unreachable)?;
+        BufReader::new(&stream).read_line(&mut reply).map_err(unreachable)?;
         if reply.is_empty() {
             return Err(Failure(
                 1,
@@ -583,8 +517,12 @@ impl Client<'_> {
                 ),
             ));
         }
-        let resp: Response = serde_json::from_str(&reply)
-            .map_err(|e| Failure(1, format!("unreadable reply from the daemon ({e}); are client and daemon the same version?")))?;
+        let resp: Response = serde_json::from_str(&reply).map_err(|e| {
+            Failure(
+                1,
+                format!("unreadable reply from the daemon ({e}); are client and daemon the same version?"),
+            )
+        })?;
         Ok(resp.into_result()?)
     }
 }
@@ -603,14 +541,9 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn output<T: Serialize>(
-    json: bool,
-    value: &T,
-    human: impl FnOnce() -> String,
-) -> Result<(), Failure> {
+fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<(), Failure> {
     let text = if json {
-        serde_json::to_string_pretty(value)
-            .map_err(|e| Failure(1, format!("cannot print JSON: {e}")))?
+        serde_json::to_string_pretty(value).map_err(|e| Failure(1, format!("cannot print JSON: {e}")))?
     } else {
         human()
     };
@@ -684,10 +617,7 @@ fn absolute(p: &Path, what: &str) -> Result<PathBuf, Failure> {
         Ok(c) => Ok(c),
         // A stale FUSE mount cannot be resolved; the daemon detaches it.
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(joined),
-        Err(e) => Err(Failure(
-            2,
-            format!("{what} {}: {}", p.display(), io_reason(&e)),
-        )),
+        Err(e) => Err(Failure(2, format!("{what} {}: {}", p.display(), io_reason(&e)))),
     }
 }
 
@@ -732,9 +662,7 @@ mod tests {
                 "--threads",
                 "8",
             ][..],
-            &[
-                "goldenfs", "project", "create", "web", "--from", "/srv", "--move",
-            ],
+            &["goldenfs", "project", "create", "web", "--from", "/srv", "--move"],
             &["goldenfs", "project", "list", "--json"],
             &["goldenfs", "project", "delete", "web", "--force"],
             &["goldenfs", "session", "mount", "web", "s1", "/mnt/s1"],

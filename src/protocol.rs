@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode};
 pub use crate::store::{
-    DeletedGeneration, GcReport, GenerationSummary, ImportReport, ProjectSummary, PromoteReport,
-    RollbackReport,
+    DeletedGeneration, GcReport, GenerationSummary, ImportReport, ProjectSummary, PromoteReport, RollbackReport,
 };
 
 /// Longest request line accepted (bytes, without the newline).
@@ -122,8 +121,7 @@ impl Response {
     /// One JSON line with the trailing newline.
     pub fn to_line(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec(self).unwrap_or_else(|_| {
-            br#"{"ok":false,"error":{"code":"internal","message":"cannot serialize reply"}}"#
-                .to_vec()
+            br#"{"ok":false,"error":{"code":"internal","message":"cannot serialize reply"}}"#.to_vec()
         });
         v.push(b'\n');
         v
@@ -135,9 +133,7 @@ impl Response {
             return Err(Error::new(e.code, e.message));
         }
         if !self.ok {
-            return Err(Error::internal(
-                "the daemon replied ok=false without an error",
-            ));
+            return Err(Error::internal("the daemon replied ok=false without an error"));
         }
         serde_json::from_value(self.result.unwrap_or(serde_json::Value::Null)).map_err(|e| {
             Error::internal(format!(
@@ -253,10 +249,7 @@ mod tests {
 
     #[test]
     fn requests_use_op_tags_and_snake_case() {
-        let r = parse_request(
-            br#"{"op":"project_create","project":"web","from":"/srv/x","move":true}"#,
-        )
-        .unwrap();
+        let r = parse_request(br#"{"op":"project_create","project":"web","from":"/srv/x","move":true}"#).unwrap();
         assert_eq!(
             r,
             Request::ProjectCreate {
@@ -265,10 +258,7 @@ mod tests {
                 move_: true
             }
         );
-        assert_eq!(
-            parse_request(br#"{"op":"ping"}"#).unwrap(),
-            Request::Ping {}
-        );
+        assert_eq!(parse_request(br#"{"op":"ping"}"#).unwrap(), Request::Ping {});
         let line = serde_json::to_string(&Request::Promote {
             project: "web".into(),
             session: "s1".into(),
@@ -292,12 +282,7 @@ mod tests {
             b"",
         ] {
             let e = parse_request(bad).unwrap_err();
-            assert_eq!(
-                e.code,
-                ErrorCode::InvalidRequest,
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -318,9 +303,6 @@ mod tests {
             "{\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":\"no project named \\\"x\\\"\"}}\n"
         );
         let back: Response = serde_json::from_str(&line).unwrap();
-        assert_eq!(
-            back.into_result::<PingResult>().unwrap_err().code,
-            ErrorCode::NotFound
-        );
+        assert_eq!(back.into_result::<PingResult>().unwrap_err().code, ErrorCode::NotFound);
     }
 }

@@ -51,9 +51,7 @@ fn socket_env_var_is_used_when_no_flag_is_given() {
 fn bad_project_names_are_rejected() {
     let d = Daemon::start();
     let long = "x".repeat(129);
-    for name in [
-        "..", ".", "a/b", "/abs", "-dash", ".hidden", "a b", "", "a..b", &long,
-    ] {
+    for name in ["..", ".", "a/b", "/abs", "-dash", ".hidden", "a b", "", "a..b", &long] {
         // `--` so that "-dash" reaches name validation instead of option parsing.
         let line = d.fail(&["project", "create", "--", name]);
         assert!(
@@ -61,10 +59,7 @@ fn bad_project_names_are_rejected() {
             "the error for {name:?} should be about the name: {line}"
         );
     }
-    assert!(
-        d.project_names().is_empty(),
-        "nothing may have been created"
-    );
+    assert!(d.project_names().is_empty(), "nothing may have been created");
     // Nothing was created outside the store either.
     assert!(!exists(d.state_dir().join("..").join("b")));
     // 128 characters are fine.
@@ -100,15 +95,9 @@ fn unknown_project_or_session_is_an_error() {
     let d = Daemon::start();
     let mp = d.mountpoint("s");
     let line = d.fail(&["session", "mount", "nope", "s", mp.to_str().unwrap()]);
-    assert!(
-        line.contains("nope"),
-        "the error should name the project: {line}"
-    );
+    assert!(line.contains("nope"), "the error should name the project: {line}");
     assert!(!is_mounted(&mp));
-    assert!(
-        d.session_names().is_empty(),
-        "no session may be left behind"
-    );
+    assert!(d.session_names().is_empty(), "no session may be left behind");
     d.fail(&["generations", "nope"]);
     d.fail(&["rollback", "nope", "1"]);
     d.fail(&["project", "delete", "nope"]);
@@ -219,10 +208,7 @@ fn project_create_from_a_missing_dir_fails_cleanly() {
     let d = Daemon::start();
     let line = d.fail(&["project", "create", "p", "--from", "/nonexistent/golden"]);
     assert!(line.contains("/nonexistent/golden"), "{line}");
-    assert!(
-        d.project_names().is_empty(),
-        "a failed import must leave no project"
-    );
+    assert!(d.project_names().is_empty(), "a failed import must leave no project");
     let f = d.root().join("src/file");
     write(&f, "x");
     d.fail(&["project", "create", "p", "--from", f.to_str().unwrap()]);
@@ -271,10 +257,7 @@ fn the_socket_is_private_to_root() {
     // A non-root uid cannot use it.
     use std::os::unix::process::CommandExt;
     let mut c = Command::new(BIN);
-    c.arg("status")
-        .env("GOLDENFS_SOCKET", d.socket())
-        .uid(1000)
-        .gid(1000);
+    c.arg("status").env("GOLDENFS_SOCKET", d.socket()).uid(1000).gid(1000);
     let out = output_with_timeout(c, Duration::from_secs(60), "goldenfs status as uid 1000");
     assert_cli_error(&["status (as uid 1000)"], &out);
 }

@@ -19,14 +19,8 @@ fn project_created_from_dir_is_generation_1_with_its_content() {
     assert_eq!(read(mnt.join("a.txt")), "alpha\n");
     assert_eq!(read(mnt.join("dir1/nested/deep.txt")), "deep\n");
     assert!(mnt.join("empty").is_dir());
-    assert_eq!(
-        fs::read_link(mnt.join("link")).unwrap().to_str(),
-        Some("a.txt")
-    );
-    assert_eq!(
-        ls(&mnt),
-        vec!["a.txt", "b.txt", "dir1", "empty", VERSION_FILE, "link"]
-    );
+    assert_eq!(fs::read_link(mnt.join("link")).unwrap().to_str(), Some("a.txt"));
+    assert_eq!(ls(&mnt), vec!["a.txt", "b.txt", "dir1", "empty", VERSION_FILE, "link"]);
     assert_eq!(generation_of(&mnt), 1);
 }
 
@@ -57,14 +51,7 @@ fn project_create_with_move_takes_the_source_dir() {
     // On the store's filesystem (same temp root), so --move is a rename.
     let src = d.new_dir("moved");
     fill_sample(&src);
-    d.ok(&[
-        "project",
-        "create",
-        "mv",
-        "--from",
-        src.to_str().unwrap(),
-        "--move",
-    ]);
+    d.ok(&["project", "create", "mv", "--from", src.to_str().unwrap(), "--move"]);
     assert!(
         !exists(&src),
         "--move should rename the source into the store; {} still exists",
@@ -266,16 +253,8 @@ fn sigterm_unmounts_every_view_and_exits_0() {
     let m1 = d.mount("p", "s1");
     let m2 = d.mount("p", "s2");
     d.stop(); // asserts exit status 0
-    assert!(
-        !is_mounted(&m1),
-        "{} still mounted after SIGTERM",
-        m1.display()
-    );
-    assert!(
-        !is_mounted(&m2),
-        "{} still mounted after SIGTERM",
-        m2.display()
-    );
+    assert!(!is_mounted(&m1), "{} still mounted after SIGTERM", m1.display());
+    assert!(!is_mounted(&m2), "{} still mounted after SIGTERM", m2.display());
 }
 
 #[test]
@@ -321,10 +300,7 @@ fn daemon_restart_after_a_crash_keeps_the_store() {
     let m = d.mount("p", "s1");
     write(m.join("s1.txt"), "before crash\n");
     // fsync so the data is in the upper whatever the daemon does with caches.
-    fs::File::open(m.join("s1.txt"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
+    fs::File::open(m.join("s1.txt")).unwrap().sync_all().unwrap();
     d.kill9();
     d.start_again();
     assert_eq!(d.project_names(), vec!["p"]);

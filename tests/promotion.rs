@@ -40,10 +40,7 @@ fn promotion_produces_the_next_generation_with_the_session_changes() {
     assert_eq!(read(m.join("new.txt")), "new\n");
     assert_eq!(read(m.join("a.txt")), "alpha v2\n");
     assert!(!exists(m.join("b.txt")), "whiteout must be promoted");
-    assert!(
-        !exists(m.join("dir1")),
-        "directory whiteout must be promoted"
-    );
+    assert!(!exists(m.join("dir1")), "directory whiteout must be promoted");
     assert!(m.join("empty/inner").is_dir());
     assert!(!exists(m.join("tree/a")));
     assert_eq!(read(m.join("renamed-a/b/leaf")), "leaf\n");
@@ -53,15 +50,7 @@ fn promotion_produces_the_next_generation_with_the_session_changes() {
     );
     assert_eq!(
         ls(&m),
-        vec![
-            "a.txt",
-            "empty",
-            VERSION_FILE,
-            "link",
-            "new.txt",
-            "renamed-a",
-            "tree"
-        ]
+        vec!["a.txt", "empty", VERSION_FILE, "link", "new.txt", "renamed-a", "tree"]
     );
 
     // A second promotion stacks on top: a dir recreated over a whiteout is
@@ -198,11 +187,7 @@ fn rollback_points_new_mounts_at_the_old_generation() {
 
     d.ok(&["rollback", "p", "1"]);
     assert_eq!(d.current_generation("p"), 1);
-    assert_eq!(
-        d.generations("p"),
-        vec![1, 2, 3],
-        "rollback deletes nothing"
-    );
+    assert_eq!(d.generations("p"), vec![1, 2, 3], "rollback deletes nothing");
     let m = d.mount("p", "after");
     assert_eq!(generation_of(&m), 1);
     assert_eq!(read(m.join("a.txt")), "alpha\n");
@@ -264,15 +249,8 @@ fn gc_deletes_only_unpinned_generations() {
         gens.contains(&3),
         "generation 3 is pinned by an unmounted session: {gens:?}"
     );
-    assert!(
-        gens.contains(&5),
-        "the current generation is never collected: {gens:?}"
-    );
-    assert_eq!(
-        gens,
-        vec![1, 3, 5],
-        "generations 2 and 4 are unpinned and not kept"
-    );
+    assert!(gens.contains(&5), "the current generation is never collected: {gens:?}");
+    assert_eq!(gens, vec![1, 3, 5], "generations 2 and 4 are unpinned and not kept");
     // The pinned views are intact.
     assert_eq!(read(pinned.join("gen1-only")), "1\n");
     assert_eq!(read(pinned.join("a.txt")), "alpha\n");
@@ -346,9 +324,7 @@ fn gc_removes_layers_that_only_deleted_generations_used() {
     let slow = d.mount("p", "slow");
     write(slow.join("slow-only"), vec![3u8; 100_000]);
     d.unmount("slow");
-    promote_with(&d, "p", "fast", |m| {
-        write(m.join("fast-only"), vec![2u8; 100_000])
-    });
+    promote_with(&d, "p", "fast", |m| write(m.join("fast-only"), vec![2u8; 100_000]));
     d.ok(&["promote", "p", "slow"]);
     assert_eq!(d.current_generation("p"), 3);
     let _ = d.run(&["session", "discard", "fast"]);
@@ -368,10 +344,7 @@ fn gc_removes_layers_that_only_deleted_generations_used() {
     );
     assert_eq!(files_named(&d, "slow-only").len(), 1);
     let after = count_tree(&d.layers_dir());
-    assert!(
-        after < grown,
-        "layers dir did not shrink: {grown} -> {after} entries"
-    );
+    assert!(after < grown, "layers dir did not shrink: {grown} -> {after} entries");
     let m = d.mount("p", "r");
     assert_eq!(read(m.join("a.txt")), "alpha\n");
     assert!(!exists(m.join("fast-only")));
@@ -383,9 +356,7 @@ fn gc_default_keeps_the_last_two_generations() {
     let d = Daemon::start();
     d.create_project_with("p", fill_sample);
     for i in 2..=4 {
-        promote_with(&d, "p", &format!("w{i}"), |m| {
-            write(m.join("f"), format!("{i}"))
-        });
+        promote_with(&d, "p", &format!("w{i}"), |m| write(m.join("f"), format!("{i}")));
         let _ = d.run(&["session", "discard", &format!("w{i}")]);
     }
     d.ok(&["gc"]);
@@ -403,11 +374,7 @@ fn generations_lists_metadata() {
         .into_iter()
         .find(|m| m.get("generation").and_then(|g| g.as_u64()) == Some(2))
         .unwrap_or_else(|| panic!("generation 2 not in {v}"));
-    assert_eq!(
-        g2.get("session_id").and_then(|s| s.as_str()),
-        Some("warm"),
-        "{v}"
-    );
+    assert_eq!(g2.get("session_id").and_then(|s| s.as_str()), Some("warm"), "{v}");
     if let Some(c) = g2.get("created_at").and_then(|c| c.as_str()) {
         assert!(is_rfc3339(c), "{c}");
     }

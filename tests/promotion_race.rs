@@ -67,12 +67,7 @@ fn check_view(m: &Path, who: &str) -> u64 {
     let g = generation_of(m);
     let ctx = |what: &str| format!("{who}: version file says {g}, but {what}");
     let want = format!("{g}\n");
-    assert_eq!(
-        ls(m),
-        expected_root(),
-        "{}",
-        ctx("the root listing differs")
-    );
+    assert_eq!(ls(m), expected_root(), "{}", ctx("the root listing differs"));
     assert_eq!(read(m.join("manifest")), manifest(g), "{}", ctx("manifest"));
     assert_eq!(read(m.join("marker")), want, "{}", ctx("marker"));
     assert_eq!(
@@ -89,11 +84,7 @@ fn check_view(m: &Path, who: &str) -> u64 {
         assert_eq!(got, want, "{}", ctx(&format!("d/{name} says {got:?}")));
     }
     // The version file did not change under our feet either.
-    assert_eq!(
-        generation_of(m),
-        g,
-        "{who}: the version file changed while mounted"
-    );
+    assert_eq!(generation_of(m), g, "{who}: the version file changed while mounted");
     g
 }
 
@@ -131,11 +122,7 @@ fn readers_always_see_exactly_one_complete_generation_while_promotions_run() {
                 }
                 let s = format!("w{n}");
                 let m = d.mount("race", &s);
-                assert_eq!(
-                    check_view(&m, &s),
-                    n,
-                    "the writer mounted a stale generation"
-                );
+                assert_eq!(check_view(&m, &s), n, "the writer mounted a stale generation");
                 write_generation(&m, n + 1);
                 d.unmount(&s);
                 d.ok(&["promote", "race", &s, "--if-generation", &n.to_string()]);
@@ -149,8 +136,7 @@ fn readers_always_see_exactly_one_complete_generation_while_promotions_run() {
 
     let readers: Vec<_> = (0..READERS)
         .map(|t| {
-            let (d, done, failed, seen) =
-                (d.clone(), writer_done.clone(), failed.clone(), seen.clone());
+            let (d, done, failed, seen) = (d.clone(), writer_done.clone(), failed.clone(), seen.clone());
             thread::spawn(move || {
                 let _guard = StopOnPanic(failed.clone());
                 let mut last = 0u64;
@@ -208,19 +194,12 @@ fn readers_always_see_exactly_one_complete_generation_while_promotions_run() {
         }
     }
     if !panics.is_empty() {
-        panic!(
-            "{}\n--- daemon log ---\n{}",
-            panics.join("\n\n"),
-            d.log_text()
-        );
+        panic!("{}\n--- daemon log ---\n{}", panics.join("\n\n"), d.log_text());
     }
 
     let seen = seen.lock().unwrap();
     for (t, iterations, last) in &finals {
-        eprintln!(
-            "reader {t}: {iterations} mounts, generations seen {:?}",
-            seen[*t]
-        );
+        eprintln!("reader {t}: {iterations} mounts, generations seen {:?}", seen[*t]);
         assert_eq!(
             *last,
             PROMOTIONS + 1,
@@ -275,11 +254,7 @@ fn concurrent_mounts_of_many_sessions_are_independent() {
         }
     }
     if !panics.is_empty() {
-        panic!(
-            "{}\n--- daemon log ---\n{}",
-            panics.join("\n\n"),
-            d.log_text()
-        );
+        panic!("{}\n--- daemon log ---\n{}", panics.join("\n\n"), d.log_text());
     }
     // Every session kept its own writes.
     for t in 0..4 {

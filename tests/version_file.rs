@@ -17,10 +17,7 @@ fn version_file_describes_the_base_generation() {
     let m = d.mount("web", "s1");
     let text = read(m.join(VERSION_FILE));
     assert!(text.ends_with("}\n"), "must end with a newline:\n{text:?}");
-    assert!(
-        text.starts_with("{\n  \""),
-        "must be pretty-printed JSON:\n{text}"
-    );
+    assert!(text.starts_with("{\n  \""), "must be pretty-printed JSON:\n{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["generation"], Value::from(1u64), "{text}");
     assert_eq!(v["project_id"], Value::from("web"), "{text}");
@@ -29,24 +26,13 @@ fn version_file_describes_the_base_generation() {
         "generation 1 from an import has session_id null:\n{text}"
     );
     let created = v["created_at"].as_str().expect("created_at is a string");
-    assert!(
-        is_rfc3339(created),
-        "created_at {created:?} is not RFC 3339"
-    );
+    assert!(is_rfc3339(created), "created_at {created:?} is not RFC 3339");
 
     // stat agrees with read.
     let md = fs::metadata(m.join(VERSION_FILE)).unwrap();
     assert!(md.is_file());
-    assert_eq!(
-        md.len(),
-        text.len() as u64,
-        "st_size must match the content"
-    );
-    assert_eq!(
-        md.mode() & 0o222,
-        0,
-        "the version file must not look writable"
-    );
+    assert_eq!(md.len(), text.len() as u64, "st_size must match the content");
+    assert_eq!(md.mode() & 0o222, 0, "the version file must not look writable");
 
     // Reading it in small pieces gives the same bytes.
     let mut f = fs::File::open(m.join(VERSION_FILE)).unwrap();
@@ -93,21 +79,13 @@ fn version_file_cannot_be_written() {
     let vf = m.join(VERSION_FILE);
     let before = read(&vf);
 
-    assert_errno(
-        fs::OpenOptions::new().write(true).open(&vf),
-        DENIED,
-        "open O_WRONLY",
-    );
+    assert_errno(fs::OpenOptions::new().write(true).open(&vf), DENIED, "open O_WRONLY");
     assert_errno(
         fs::OpenOptions::new().read(true).write(true).open(&vf),
         DENIED,
         "open O_RDWR",
     );
-    assert_errno(
-        fs::OpenOptions::new().append(true).open(&vf),
-        DENIED,
-        "open O_APPEND",
-    );
+    assert_errno(fs::OpenOptions::new().append(true).open(&vf), DENIED, "open O_APPEND");
     assert_errno(
         fs::OpenOptions::new().write(true).truncate(true).open(&vf),
         DENIED,
@@ -127,11 +105,7 @@ fn version_file_cannot_be_written() {
     assert_errno(fs::remove_file(&vf), DENIED, "unlink");
     assert_errno(fs::rename(&vf, m.join("moved.json")), DENIED, "rename away");
     write(m.join("imposter.json"), "{}\n");
-    assert_errno(
-        fs::rename(m.join("imposter.json"), &vf),
-        DENIED,
-        "rename over",
-    );
+    assert_errno(fs::rename(m.join("imposter.json"), &vf), DENIED, "rename over");
     assert_errno(chmod(&vf, 0o666), DENIED, "chmod");
     assert_errno(lchown(&vf, 1000, 1000), DENIED, "chown");
     assert_errno(set_times(&vf, (1, 0), (1, 0)), DENIED, "utimensat");
@@ -168,6 +142,7 @@ fn version_file_cannot_be_written() {
     // check the daemon does not crash on it.
     let mut f = fs::File::open(&vf).unwrap();
     assert!(f.write_all(b"x").is_err());
+    drop(f);
     assert_eq!(read(&vf), before);
 
     // Nothing of the attempts leaked into the upper: after promotion the
@@ -188,28 +163,15 @@ fn version_file_shadows_a_real_file_of_that_name() {
     });
     let m = d.mount("p", "s1");
     let text = read(m.join(VERSION_FILE));
-    assert_ne!(
-        text, "REAL FILE FROM THE GOLDEN\n",
-        "the real file shows through"
-    );
+    assert_ne!(text, "REAL FILE FROM THE GOLDEN\n", "the real file shows through");
     assert_eq!(generation_of(&m), 1);
     // Only the root is special.
     assert_eq!(read(m.join("sub").join(VERSION_FILE)), "nested real file\n");
-    write(
-        m.join("sub").join(VERSION_FILE),
-        "writable below the root\n",
-    );
-    assert_eq!(
-        read(m.join("sub").join(VERSION_FILE)),
-        "writable below the root\n"
-    );
+    write(m.join("sub").join(VERSION_FILE), "writable below the root\n");
+    assert_eq!(read(m.join("sub").join(VERSION_FILE)), "writable below the root\n");
     // Listed exactly once.
     let names = ls(&m);
-    assert_eq!(
-        names.iter().filter(|n| *n == VERSION_FILE).count(),
-        1,
-        "{names:?}"
-    );
+    assert_eq!(names.iter().filter(|n| *n == VERSION_FILE).count(), 1, "{names:?}");
     // The real file is still in the layer on disk.
     let layers = d.layers_dir();
     let snap = snapshot(&layers);
@@ -217,10 +179,7 @@ fn version_file_shadows_a_real_file_of_that_name() {
         .iter()
         .filter(|(k, _)| {
             k.file_name().and_then(|n| n.to_str()) == Some(VERSION_FILE)
-                && k.parent()
-                    .and_then(|p| p.file_name())
-                    .and_then(|n| n.to_str())
-                    != Some("sub")
+                && k.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()) != Some("sub")
         })
         .collect();
     assert_eq!(

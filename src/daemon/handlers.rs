@@ -13,28 +13,20 @@ use crate::store::{DEFAULT_KEEP, ImportSource, SessionRecord};
 pub(super) fn dispatch(d: &Daemon, req: Request) -> Result<Response> {
     Ok(match req {
         Request::Ping {} => Response::success(&ping()),
-        Request::ProjectCreate {
-            project,
-            from,
-            move_,
-        } => Response::success(&project_create(d, &project, from, move_)?),
+        Request::ProjectCreate { project, from, move_ } => {
+            Response::success(&project_create(d, &project, from, move_)?)
+        }
         Request::ProjectList {} => Response::success(&ProjectListResult {
             projects: d.store.list_projects()?,
         }),
-        Request::ProjectDelete { project, force } => {
-            Response::success(&project_delete(d, &project, force)?)
-        }
+        Request::ProjectDelete { project, force } => Response::success(&project_delete(d, &project, force)?),
         Request::SessionMount {
             project,
             session,
             mountpoint,
         } => Response::success(&session_mount(d, &project, &session, &mountpoint)?),
-        Request::SessionUnmount { session, lazy } => {
-            Response::success(&session_unmount(d, &session, lazy)?)
-        }
-        Request::SessionDiscard { session, force } => {
-            Response::success(&session_discard(d, &session, force)?)
-        }
+        Request::SessionUnmount { session, lazy } => Response::success(&session_unmount(d, &session, lazy)?),
+        Request::SessionDiscard { session, force } => Response::success(&session_discard(d, &session, force)?),
         Request::SessionList {} => Response::success(&SessionListResult {
             sessions: session_list(d),
         }),
@@ -44,10 +36,7 @@ pub(super) fn dispatch(d: &Daemon, req: Request) -> Result<Response> {
             if_generation,
         } => Response::success(&promote(d, &project, &session, if_generation)?),
         Request::Generations { project } => Response::success(&generations(d, &project)?),
-        Request::Rollback {
-            project,
-            generation,
-        } => Response::success(&d.store.rollback(&project, generation)?),
+        Request::Rollback { project, generation } => Response::success(&d.store.rollback(&project, generation)?),
         Request::Gc { keep } => Response::success(&d.store.gc(keep.unwrap_or(DEFAULT_KEEP))?),
         Request::Status {} => Response::success(&status(d)?),
     })
@@ -60,12 +49,7 @@ fn ping() -> PingResult {
     }
 }
 
-fn project_create(
-    d: &Daemon,
-    project: &str,
-    from: Option<String>,
-    move_: bool,
-) -> Result<ImportReport> {
+fn project_create(d: &Daemon, project: &str, from: Option<String>, move_: bool) -> Result<ImportReport> {
     let source = match (from, move_) {
         (None, true) => {
             return Err(Error::invalid(format!(
@@ -96,12 +80,7 @@ fn project_delete(d: &Daemon, project: &str, force: bool) -> Result<ProjectDelet
     })
 }
 
-fn session_mount(
-    d: &Daemon,
-    project: &str,
-    session: &str,
-    raw_mountpoint: &str,
-) -> Result<MountResult> {
+fn session_mount(d: &Daemon, project: &str, session: &str, raw_mountpoint: &str) -> Result<MountResult> {
     crate::names::validate("project", project)?;
     crate::names::validate("session", session)?;
     let slot = d.registry.slot(session);
@@ -149,11 +128,7 @@ fn session_mount(
                 }
                 Err(Error::new(
                     e.code,
-                    format!(
-                        "mounting session {session} at {}: {}",
-                        mp.display(),
-                        e.message
-                    ),
+                    format!("mounting session {session} at {}: {}", mp.display(), e.message),
                 ))
             }
         }
@@ -186,9 +161,7 @@ fn session_mount(
 fn not_mounted(session: &str) -> Error {
     Error::new(
         ErrorCode::InvalidArgument,
-        format!(
-            "session {session} is not mounted; mount it with 'goldenfs session mount PROJECT {session} DIR'"
-        ),
+        format!("session {session} is not mounted; mount it with 'goldenfs session mount PROJECT {session} DIR'"),
     )
 }
 
@@ -272,9 +245,7 @@ fn session_info(d: &Daemon, rec: SessionRecord) -> SessionInfo {
     };
     SessionInfo {
         mounted: mounted_at.is_some(),
-        mountpoint: mounted_at
-            .or(rec.mountpoint)
-            .map(|p| p.display().to_string()),
+        mountpoint: mounted_at.or(rec.mountpoint).map(|p| p.display().to_string()),
         session: rec.session,
         project: rec.project,
         base_generation: rec.base_generation,
@@ -283,19 +254,10 @@ fn session_info(d: &Daemon, rec: SessionRecord) -> SessionInfo {
 }
 
 fn session_list(d: &Daemon) -> Vec<SessionInfo> {
-    d.store
-        .sessions()
-        .into_iter()
-        .map(|r| session_info(d, r))
-        .collect()
+    d.store.sessions().into_iter().map(|r| session_info(d, r)).collect()
 }
 
-fn promote(
-    d: &Daemon,
-    project: &str,
-    session: &str,
-    if_generation: Option<u64>,
-) -> Result<PromoteReport> {
+fn promote(d: &Daemon, project: &str, session: &str, if_generation: Option<u64>) -> Result<PromoteReport> {
     d.store.session(session)?;
     let slot = d.registry.slot(session);
     let mut g = slot.lock();

@@ -91,9 +91,7 @@ impl Daemon {
     /// handler becomes an `internal` error reply.
     pub fn handle(&self, req: Request) -> Response {
         let op = format!("{req:?}");
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            handlers::dispatch(self, req)
-        })) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handlers::dispatch(self, req))) {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 log::debug!("request {op} failed: {e}");
@@ -152,10 +150,7 @@ impl Daemon {
             if Instant::now() < deadline {
                 log::info!(
                     "waiting for busy views to be released: {}",
-                    busy.iter()
-                        .map(|b| b.0.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    busy.iter().map(|b| b.0.as_str()).collect::<Vec<_>>().join(", ")
                 );
                 std::thread::sleep(Duration::from_millis(250));
             }

@@ -57,8 +57,7 @@ pub fn check(raw: &str, store: &Store) -> Result<PathBuf> {
             "mountpoint {raw} is not a directory; mount on an empty directory"
         )));
     }
-    let canonical =
-        fs::canonicalize(&path).map_err(|e| Error::io(format!("resolving mountpoint {raw}"), e))?;
+    let canonical = fs::canonicalize(&path).map_err(|e| Error::io(format!("resolving mountpoint {raw}"), e))?;
     let nonempty = fs::read_dir(&canonical)
         .map_err(|e| Error::io(format!("listing mountpoint {raw}"), e))?
         .next()

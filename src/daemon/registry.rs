@@ -51,20 +51,11 @@ impl Registry {
     /// daemon's lifetime (one small entry per session name ever used), so
     /// two requests for one session always share one slot.
     pub fn slot(&self, session: &str) -> SlotRef {
-        self.slots
-            .lock()
-            .entry(session.to_string())
-            .or_default()
-            .clone()
+        self.slots.lock().entry(session.to_string()).or_default().clone()
     }
 
     pub fn all_slots(&self) -> Vec<(String, SlotRef)> {
-        let mut v: Vec<_> = self
-            .slots
-            .lock()
-            .iter()
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
+        let mut v: Vec<_> = self.slots.lock().iter().map(|(k, s)| (k.clone(), s.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

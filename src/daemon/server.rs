@@ -33,12 +33,8 @@ impl Server {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::io(
-                    format!("creating the socket directory {}", dir.display()),
-                    e,
-                )
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating the socket directory {}", dir.display()), e))?;
         }
         match std::fs::symlink_metadata(path) {
             Ok(m) => {
@@ -56,15 +52,13 @@ impl Server {
                     )));
                 }
                 log::info!("removing stale socket {}", path.display());
-                std::fs::remove_file(path).map_err(|e| {
-                    Error::io(format!("removing stale socket {}", path.display()), e)
-                })?;
+                std::fs::remove_file(path)
+                    .map_err(|e| Error::io(format!("removing stale socket {}", path.display()), e))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
         }
-        let listener = UnixListener::bind(path)
-            .map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
+        let listener = UnixListener::bind(path).map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
         let server = Server {
             listener,
             path: path.to_path_buf(),
@@ -116,14 +110,12 @@ impl Server {
                 continue;
             }
             let daemon = daemon.clone();
-            let spawned = std::thread::Builder::new()
-                .name("goldenfs-conn".into())
-                .spawn(move || {
-                    let _guard = guard;
-                    if let Err(e) = serve_connection(&daemon, stream, euid) {
-                        log::debug!("connection closed: {e}");
-                    }
-                });
+            let spawned = std::thread::Builder::new().name("goldenfs-conn".into()).spawn(move || {
+                let _guard = guard;
+                if let Err(e) = serve_connection(&daemon, stream, euid) {
+                    log::debug!("connection closed: {e}");
+                }
+            });
             if let Err(e) = spawned {
                 log::error!("cannot start a connection thread: {e}");
             }
@@ -178,10 +170,7 @@ fn serve_connection(daemon: &Daemon, stream: UnixStream, euid: u32) -> std::io::
                 return send(&mut w, &Response::failure(&e));
             }
             Err(LineError::Io(e)) => {
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) {
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
                     let e = Error::new(
                         ErrorCode::InvalidRequest,
                         format!(

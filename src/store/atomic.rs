@@ -41,10 +41,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", unique_name("w")));
     let target = dir.join(name);
     let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, &target)
@@ -58,8 +55,8 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 
 /// Serializes `value` as pretty JSON (with a trailing newline) and writes it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::internal(format!("serializing {name}: {e}")))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| Error::internal(format!("serializing {name}: {e}")))?;
     bytes.push(b'\n');
     write_atomic(dir, name, &bytes)
 }
@@ -81,8 +78,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 /// `work/`, which is emptied at start-up.
 pub fn move_to_work(path: &Path, work_dir: &Path, what: &str) -> Result<PathBuf> {
     let dest = work_dir.join(unique_name(&format!("trash-{what}")));
-    fs::rename(path, &dest)
-        .map_err(|e| Error::io(format!("moving {} out of the way", path.display()), e))?;
+    fs::rename(path, &dest).map_err(|e| Error::io(format!("moving {} out of the way", path.display()), e))?;
     if let Some(parent) = path.parent() {
         fsync_dir(parent)?;
     }
@@ -163,10 +159,7 @@ pub fn prepare_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<Prepared> 
     if let Err(e) = res {
         prepared.committed = true; // nothing to keep; remove below
         let _ = fs::remove_file(&prepared.tmp);
-        return Err(Error::io(
-            format!("writing {}", prepared.target.display()),
-            e,
-        ));
+        return Err(Error::io(format!("writing {}", prepared.target.display()), e));
     }
     Ok(prepared)
 }
@@ -201,30 +194,15 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
     };
     let (fd_dir, fname) = split(from)?;
     let (td_dir, tname) = split(to)?;
-    let open = |d: &Path| {
-        sys::open_dir_abs(d).map_err(|e| Error::io(format!("opening {}", d.display()), e))
-    };
+    let open = |d: &Path| sys::open_dir_abs(d).map_err(|e| Error::io(format!("opening {}", d.display()), e));
     let fdir = open(&fd_dir)?;
     let tdir = open(&td_dir)?;
     use std::os::fd::AsFd;
-    sys::rename_at(
-        fdir.as_fd(),
-        &fname,
-        tdir.as_fd(),
-        &tname,
-        RenameFlags::NOREPLACE,
-    )
-    .map_err(|e| {
-        Error::io(
-            format!("renaming {} to {}", from.display(), to.display()),
-            e,
-        )
-    })?;
-    sys::fsync(tdir.as_fd(), false)
-        .map_err(|e| Error::io(format!("syncing {}", td_dir.display()), e))?;
+    sys::rename_at(fdir.as_fd(), &fname, tdir.as_fd(), &tname, RenameFlags::NOREPLACE)
+        .map_err(|e| Error::io(format!("renaming {} to {}", from.display(), to.display()), e))?;
+    sys::fsync(tdir.as_fd(), false).map_err(|e| Error::io(format!("syncing {}", td_dir.display()), e))?;
     if fd_dir != td_dir {
-        sys::fsync(fdir.as_fd(), false)
-            .map_err(|e| Error::io(format!("syncing {}", fd_dir.display()), e))?;
+        sys::fsync(fdir.as_fd(), false).map_err(|e| Error::io(format!("syncing {}", fd_dir.display()), e))?;
     }
     Ok(())
 }

@@ -28,9 +28,7 @@ pub fn inject_on_this_thread(point: Option<&'static str>) {
 pub fn point(name: &str) -> Result<()> {
     #[cfg(test)]
     if INJECTED.with(|f| *f.borrow() == Some(name)) {
-        return Err(crate::error::Error::internal(format!(
-            "injected fault at {name}"
-        )));
+        return Err(crate::error::Error::internal(format!("injected fault at {name}")));
     }
     #[cfg(debug_assertions)]
     if std::env::var("GOLDENFS_FAULT").as_deref() == Ok(name) {

@@ -48,8 +48,7 @@ impl Store {
                     st.current
                 };
                 let numbers = generation_numbers(&self.layout, &name)?;
-                let newest: HashSet<u64> =
-                    numbers.iter().rev().take(keep as usize).copied().collect();
+                let newest: HashSet<u64> = numbers.iter().rev().take(keep as usize).copied().collect();
                 let pinned: HashSet<u64> = sessions
                     .iter()
                     .filter(|s| s.project == name)
@@ -95,10 +94,7 @@ impl Store {
                 }
                 let path = self.layout.layer(&id);
                 let bytes = atomic::tree_usage(&path);
-                trash.push((
-                    atomic::move_to_work(&path, &self.layout.work(), "layer")?,
-                    bytes,
-                ));
+                trash.push((atomic::move_to_work(&path, &self.layout.work(), "layer")?, bytes));
                 fault::point("gc:mid-delete")?;
                 log::info!("gc: deleted layer {id}");
                 deleted.push(id);

@@ -76,8 +76,7 @@ impl Store {
                 "project {name} already exists; pick another name or delete it with 'goldenfs project delete {name}'"
             ))
         };
-        if self.projects.lock().contains_key(name) || !self.creating.lock().insert(name.to_string())
-        {
+        if self.projects.lock().contains_key(name) || !self.creating.lock().insert(name.to_string()) {
             return Err(exists());
         }
         let _reservation = Reservation(self, name.to_string());
@@ -111,9 +110,7 @@ impl Store {
                     copy_tree(dir, &build_layer, &mut report)?;
                 }
                 ImportSource::Move(dir) => {
-                    let src = source_dir
-                        .as_ref()
-                        .ok_or_else(|| Error::internal("no source fd"))?;
+                    let src = source_dir.as_ref().ok_or_else(|| Error::internal("no source fd"))?;
                     if fs::symlink_metadata(dir)
                         .map(|m| m.file_type().is_symlink())
                         .unwrap_or(false)
@@ -297,8 +294,7 @@ impl Copier<'_> {
             if ft != FileType::Directory && st.st_nlink > 1 {
                 let key = (st.st_dev, st.st_ino);
                 if let Some(first) = self.links.get(&key) {
-                    sys::link_at(self.dst_root.as_fd(), first.as_os_str(), dst, name)
-                        .map_err(at(&path))?;
+                    sys::link_at(self.dst_root.as_fd(), first.as_os_str(), dst, name).map_err(at(&path))?;
                     self.report.hard_links += 1;
                     continue;
                 }
@@ -307,29 +303,19 @@ impl Copier<'_> {
             match ft {
                 FileType::Directory => {
                     sys::mkdir_at(dst, name, 0o700).map_err(at(&path))?;
-                    let s = sys::open_at(src, name, OFlags::RDONLY | OFlags::DIRECTORY, 0)
-                        .map_err(at(&path))?;
-                    let d = sys::open_at(dst, name, OFlags::RDONLY | OFlags::DIRECTORY, 0)
-                        .map_err(at(&path))?;
+                    let s = sys::open_at(src, name, OFlags::RDONLY | OFlags::DIRECTORY, 0).map_err(at(&path))?;
+                    let d = sys::open_at(dst, name, OFlags::RDONLY | OFlags::DIRECTORY, 0).map_err(at(&path))?;
                     self.copy_dir(s.as_fd(), d.as_fd(), &path)?;
-                    self.apply_meta(s.as_fd(), dst, name, &st, false)
-                        .map_err(at(&path))?;
+                    self.apply_meta(s.as_fd(), dst, name, &st, false).map_err(at(&path))?;
                     self.report.directories += 1;
                 }
                 FileType::RegularFile => {
                     let s = sys::open_at(src, name, OFlags::RDONLY, 0).map_err(at(&path))?;
-                    let d = sys::open_at(
-                        dst,
-                        name,
-                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
-                        0o600,
-                    )
-                    .map_err(at(&path))?;
-                    sys::copy::clone_or_copy_data(s.as_fd(), d.as_fd(), st.st_size as u64)
+                    let d = sys::open_at(dst, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600)
                         .map_err(at(&path))?;
+                    sys::copy::clone_or_copy_data(s.as_fd(), d.as_fd(), st.st_size as u64).map_err(at(&path))?;
                     drop(d);
-                    self.apply_meta(s.as_fd(), dst, name, &st, false)
-                        .map_err(at(&path))?;
+                    self.apply_meta(s.as_fd(), dst, name, &st, false).map_err(at(&path))?;
                     self.report.files += 1;
                     self.report.bytes += st.st_size as u64;
                 }
@@ -337,15 +323,13 @@ impl Copier<'_> {
                     let target = sys::readlink_at(src, name).map_err(at(&path))?;
                     sys::symlink_at(OsStr::from_bytes(&target), dst, name).map_err(at(&path))?;
                     let s = sys::open_at(src, name, OFlags::PATH, 0).map_err(at(&path))?;
-                    self.apply_meta(s.as_fd(), dst, name, &st, true)
-                        .map_err(at(&path))?;
+                    self.apply_meta(s.as_fd(), dst, name, &st, true).map_err(at(&path))?;
                     self.report.symlinks += 1;
                 }
                 _ => {
                     sys::mknod_at(dst, name, st.st_mode, st.st_rdev).map_err(at(&path))?;
                     let s = sys::open_at(src, name, OFlags::PATH, 0).map_err(at(&path))?;
-                    self.apply_meta(s.as_fd(), dst, name, &st, false)
-                        .map_err(at(&path))?;
+                    self.apply_meta(s.as_fd(), dst, name, &st, false).map_err(at(&path))?;
                     self.report.special_files += 1;
                 }
             }
@@ -372,10 +356,7 @@ impl Copier<'_> {
         };
         if !symlink {
             let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dst));
-            fs::set_permissions(
-                &proc,
-                std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777),
-            )?;
+            fs::set_permissions(&proc, std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777))?;
         }
         let stripped = Cell::new(0u64);
         sys::copy::copy_xattrs(src, dst.as_fd(), |n| {
@@ -433,10 +414,7 @@ fn strip_private_xattrs(dir: BorrowedFd<'_>, root: &Path, report: &mut ImportRep
     }
     walk(dir, Path::new(""), report).map_err(|e| {
         Error::io(
-            format!(
-                "removing trusted.goldenfs.* xattrs below {}",
-                root.display()
-            ),
+            format!("removing trusted.goldenfs.* xattrs below {}", root.display()),
             e,
         )
     })?;

@@ -146,10 +146,7 @@ mod tests {
 
     #[test]
     fn generation_file_names_round_trip_and_reject_junk() {
-        assert_eq!(
-            parse_generation_file_name(&generation_file_name(7)),
-            Some(7)
-        );
+        assert_eq!(parse_generation_file_name(&generation_file_name(7)), Some(7));
         for bad in ["0.json", "07.json", ".json", "7.json.tmp", "x.json", "7"] {
             assert_eq!(parse_generation_file_name(bad), None, "{bad}");
         }

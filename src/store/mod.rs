@@ -114,16 +114,11 @@ impl Store {
                 root.display()
             )));
         }
-        fs::create_dir_all(root).map_err(|e| {
-            Error::io(
-                format!("creating the state directory {}", root.display()),
-                e,
-            )
-        })?;
+        fs::create_dir_all(root)
+            .map_err(|e| Error::io(format!("creating the state directory {}", root.display()), e))?;
         let layout = Layout::new(root);
         Self::init_layout(&layout)?;
-        let root_fd = sys::open_dir_abs(root)
-            .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+        let root_fd = sys::open_dir_abs(root).map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
         let locked = sys::ctl::try_lock_exclusive(root_fd.as_fd())
             .map_err(|e| Error::io(format!("locking {}", root.display()), e))?;
         if !locked {
@@ -192,12 +187,7 @@ impl Store {
             }
             Err(e) => return Err(Error::io(format!("reading {}", store_json.display()), e)),
         }
-        for dir in [
-            layout.projects(),
-            layout.layers(),
-            layout.sessions(),
-            layout.work(),
-        ] {
+        for dir in [layout.projects(), layout.layers(), layout.sessions(), layout.work()] {
             match fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -208,18 +198,11 @@ impl Store {
     }
 
     fn check_one_filesystem(layout: &Layout, root_fd: &OwnedFd) -> Result<()> {
-        let root_dev = sys::device_of(root_fd.as_fd())
-            .map_err(|e| Error::io(format!("stat {}", layout.root.display()), e))?;
-        for dir in [
-            layout.projects(),
-            layout.layers(),
-            layout.sessions(),
-            layout.work(),
-        ] {
-            let fd = sys::open_dir_abs(&dir)
-                .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
-            let dev = sys::device_of(fd.as_fd())
-                .map_err(|e| Error::io(format!("stat {}", dir.display()), e))?;
+        let root_dev =
+            sys::device_of(root_fd.as_fd()).map_err(|e| Error::io(format!("stat {}", layout.root.display()), e))?;
+        for dir in [layout.projects(), layout.layers(), layout.sessions(), layout.work()] {
+            let fd = sys::open_dir_abs(&dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+            let dev = sys::device_of(fd.as_fd()).map_err(|e| Error::io(format!("stat {}", dir.display()), e))?;
             if dev != root_dev {
                 return Err(Error::new(
                     ErrorCode::Unsupported,
@@ -244,8 +227,7 @@ impl Store {
                 );
                 continue;
             }
-            let meta: ProjectMeta =
-                atomic::read_json(&self.layout.project(&name).join(layout::PROJECT_JSON))?;
+            let meta: ProjectMeta = atomic::read_json(&self.layout.project(&name).join(layout::PROJECT_JSON))?;
             let current = project::read_current(&self.layout, &name)?;
             projects.insert(
                 name,
@@ -268,8 +250,7 @@ impl Store {
                 );
                 continue;
             }
-            let rec: SessionRecord =
-                atomic::read_json(&self.layout.session(&name).join(layout::SESSION_JSON))?;
+            let rec: SessionRecord = atomic::read_json(&self.layout.session(&name).join(layout::SESSION_JSON))?;
             if !projects.contains_key(&rec.project) {
                 log::warn!(
                     "session {name} belongs to project {} which does not exist; discard it with 'goldenfs session discard {name}'",
@@ -313,12 +294,8 @@ impl Store {
 
     /// Flushes the store's filesystem (before publishing new data).
     fn sync_fs(&self) -> Result<()> {
-        sys::ctl::syncfs(self.root_fd.as_fd()).map_err(|e| {
-            Error::io(
-                format!("syncing the store filesystem at {}", self.root().display()),
-                e,
-            )
-        })
+        sys::ctl::syncfs(self.root_fd.as_fd())
+            .map_err(|e| Error::io(format!("syncing the store filesystem at {}", self.root().display()), e))
     }
 
     /// True when `path` is the store root, inside it, or contains it

@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 /// Reads `projects/P/current`.
 pub(super) fn read_current(layout: &Layout, project: &str) -> Result<u64> {
     let path = layout.project(project).join(layout::CURRENT);
-    let text = fs::read_to_string(&path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let text = fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     layout::parse_current(&text).ok_or_else(|| {
         Error::internal(format!(
             "{} does not hold a generation number ({text:?}); write the number of an existing generation into it",
@@ -31,11 +30,7 @@ pub(super) fn generation_numbers(layout: &Layout, project: &str) -> Result<Vec<u
 }
 
 /// Reads `projects/P/generations/N.json`.
-pub(super) fn read_generation(
-    layout: &Layout,
-    project: &str,
-    n: u64,
-) -> Result<GenerationManifest> {
+pub(super) fn read_generation(layout: &Layout, project: &str, n: u64) -> Result<GenerationManifest> {
     let path = layout.generation_file(project, n);
     if !path.exists() {
         return Err(Error::not_found(format!(
@@ -142,9 +137,7 @@ impl Store {
         let dir = {
             let mut st = p.state.write();
             if st.deleted {
-                return Err(Error::not_found(format!(
-                    "project {project} was just deleted"
-                )));
+                return Err(Error::not_found(format!("project {project} was just deleted")));
             }
             let sessions = self.project_sessions(project);
             if !sessions.is_empty() {
@@ -153,11 +146,7 @@ impl Store {
                     sessions.join(", ")
                 )));
             }
-            let dir = atomic::move_to_work(
-                &self.layout.project(project),
-                &self.layout.work(),
-                "project",
-            )?;
+            let dir = atomic::move_to_work(&self.layout.project(project), &self.layout.work(), "project")?;
             st.deleted = true;
             self.projects.lock().remove(project);
             dir

@@ -54,12 +54,7 @@ impl Store {
     /// max+1 (its upper on top of its base generation's layers) and makes it
     /// current. With `if_generation`, refuses (`Conflict`, store unchanged)
     /// unless current is that generation.
-    pub fn promote(
-        &self,
-        project: &str,
-        session: &str,
-        if_generation: Option<u64>,
-    ) -> Result<PromoteReport> {
+    pub fn promote(&self, project: &str, session: &str, if_generation: Option<u64>) -> Result<PromoteReport> {
         crate::names::validate("session", session)?;
         let _m = self.maintenance.read();
         let p = self.project(project)?;
@@ -126,9 +121,7 @@ impl Store {
         let swapped = {
             let mut st = p.state.write();
             match if_generation {
-                Some(expected) if expected != st.current => {
-                    Err(conflict(project, st.current, expected))
-                }
+                Some(expected) if expected != st.current => Err(conflict(project, st.current, expected)),
                 _ if st.deleted => Err(Error::not_found(format!("project {project} was deleted"))),
                 _ => pointer.commit().map(|()| st.current = n),
             }
@@ -147,13 +140,9 @@ impl Store {
         }
         // The session is now part of the generation: its record goes.
         if let Err(e) = self.remove_session_dir(session) {
-            log::warn!(
-                "promoted {session} but could not remove its record: {e}; it is removed at the next start"
-            );
+            log::warn!("promoted {session} but could not remove its record: {e}; it is removed at the next start");
         }
-        log::info!(
-            "promoted session {session}: {project} is now at generation {n} (was {previous})"
-        );
+        log::info!("promoted session {session}: {project} is now at generation {n} (was {previous})");
         Ok(PromoteReport {
             project: project.to_string(),
             session: session.to_string(),

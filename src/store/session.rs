@@ -28,11 +28,11 @@ impl Store {
     /// A session's record.
     pub fn session(&self, name: &str) -> Result<SessionRecord> {
         crate::names::validate("session", name)?;
-        self.sessions.lock().get(name).cloned().ok_or_else(|| {
-            Error::not_found(format!(
-                "no session named {name:?}; see 'goldenfs session list'"
-            ))
-        })
+        self.sessions
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no session named {name:?}; see 'goldenfs session list'")))
     }
 
     /// Every session, in name order.
@@ -75,11 +75,7 @@ impl Store {
         }
         empty_dir(&work)?;
         Ok(OpenedSession {
-            lowers: manifest
-                .layers
-                .iter()
-                .map(|l| self.layout.layer(l))
-                .collect(),
+            lowers: manifest.layers.iter().map(|l| self.layout.layer(l)).collect(),
             version: manifest.version_info(),
             record,
             created,
@@ -95,9 +91,7 @@ impl Store {
         let p = self.project(project)?;
         let st = p.state.read();
         if st.deleted {
-            return Err(Error::not_found(format!(
-                "project {project} was just deleted"
-            )));
+            return Err(Error::not_found(format!("project {project} was just deleted")));
         }
         let base = st.current;
         let manifest = read_generation(&self.layout, project, base)?;
@@ -112,26 +106,22 @@ impl Store {
             .layout
             .work()
             .join(atomic::unique_name(&format!("session-{session}")));
-        let res = self
-            .build_session_dir(&build, &record, &manifest)
-            .and_then(|()| {
-                atomic::rename_noreplace(&build, &self.layout.session(session)).map_err(|e| {
-                    if e.code == ErrorCode::AlreadyExists {
-                        Error::exists(format!(
-                            "session {session} was created concurrently by another request; retry"
-                        ))
-                    } else {
-                        e
-                    }
-                })
-            });
+        let res = self.build_session_dir(&build, &record, &manifest).and_then(|()| {
+            atomic::rename_noreplace(&build, &self.layout.session(session)).map_err(|e| {
+                if e.code == ErrorCode::AlreadyExists {
+                    Error::exists(format!(
+                        "session {session} was created concurrently by another request; retry"
+                    ))
+                } else {
+                    e
+                }
+            })
+        });
         if let Err(e) = res {
             let _ = atomic::remove_tree(&build);
             return Err(e);
         }
-        self.sessions
-            .lock()
-            .insert(session.to_string(), record.clone());
+        self.sessions.lock().insert(session.to_string(), record.clone());
         drop(st);
         log::info!("created session {session} of {project} on generation {base}");
         Ok(record)
@@ -145,8 +135,7 @@ impl Store {
     ) -> Result<()> {
         let io = |what: &str, e| Error::io(format!("{what} {}", build.display()), e);
         fs::create_dir(build).map_err(|e| io("creating", e))?;
-        fs::set_permissions(build, fs::Permissions::from_mode(0o700))
-            .map_err(|e| io("chmod", e))?;
+        fs::set_permissions(build, fs::Permissions::from_mode(0o700)).map_err(|e| io("chmod", e))?;
         let upper = build.join("upper");
         fs::create_dir(&upper).map_err(|e| io("creating upper in", e))?;
         // The upper root takes the base generation's root attributes.
@@ -156,14 +145,11 @@ impl Store {
             .and_then(|l| fs::symlink_metadata(self.layout.layer(l)).ok())
             .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()))
             .unwrap_or((0o755, 0, 0));
-        std::os::unix::fs::lchown(&upper, Some(uid), Some(gid))
-            .map_err(|e| io("chown upper in", e))?;
-        fs::set_permissions(&upper, fs::Permissions::from_mode(mode))
-            .map_err(|e| io("chmod upper in", e))?;
+        std::os::unix::fs::lchown(&upper, Some(uid), Some(gid)).map_err(|e| io("chown upper in", e))?;
+        fs::set_permissions(&upper, fs::Permissions::from_mode(mode)).map_err(|e| io("chmod upper in", e))?;
         let work = build.join("work");
         fs::create_dir(&work).map_err(|e| io("creating work in", e))?;
-        fs::set_permissions(&work, fs::Permissions::from_mode(0o700))
-            .map_err(|e| io("chmod work in", e))?;
+        fs::set_permissions(&work, fs::Permissions::from_mode(0o700)).map_err(|e| io("chmod work in", e))?;
         atomic::write_json_atomic(build, layout::SESSION_JSON, record)
     }
 
@@ -187,11 +173,7 @@ impl Store {
 
     /// Moves `sessions/S` into `work/` (atomic), forgets it, then deletes it.
     pub(super) fn remove_session_dir(&self, session: &str) -> Result<()> {
-        let trash = atomic::move_to_work(
-            &self.layout.session(session),
-            &self.layout.work(),
-            "session",
-        )?;
+        let trash = atomic::move_to_work(&self.layout.session(session), &self.layout.work(), "session")?;
         self.sessions.lock().remove(session);
         atomic::remove_tree(&trash)
     }

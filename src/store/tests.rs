@@ -34,9 +34,7 @@ fn write(path: &Path, data: &str) {
 
 fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let fd = crate::sys::open_at(
-        crate::sys::open_dir_abs(path.parent().unwrap())
-            .unwrap()
-            .as_fd(),
+        crate::sys::open_dir_abs(path.parent().unwrap()).unwrap().as_fd(),
         path.file_name().unwrap(),
         crate::sys::OFlags::PATH,
         0,
@@ -53,9 +51,7 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
 
 fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
     let fd = crate::sys::open_at(
-        crate::sys::open_dir_abs(path.parent().unwrap())
-            .unwrap()
-            .as_fd(),
+        crate::sys::open_dir_abs(path.parent().unwrap()).unwrap().as_fd(),
         path.file_name().unwrap(),
         crate::sys::OFlags::PATH,
         0,
@@ -125,9 +121,7 @@ fn empty_project_starts_at_generation_one() {
     assert_eq!(g.session_id, None);
     assert_eq!(g.layers, vec![r.layer.clone()]);
     assert!(f.state.join("layers").join(&r.layer).is_dir());
-    let err = store
-        .create_project("web", ImportSource::Empty)
-        .unwrap_err();
+    let err = store.create_project("web", ImportSource::Empty).unwrap_err();
     assert_eq!(err.code, ErrorCode::AlreadyExists);
 }
 
@@ -137,10 +131,7 @@ fn invalid_names_are_rejected() {
     let store = Store::open(&f.state).unwrap();
     for bad in ["", "../x", "a/b", ".hidden", "a b"] {
         assert_eq!(
-            store
-                .create_project(bad, ImportSource::Empty)
-                .unwrap_err()
-                .code,
+            store.create_project(bad, ImportSource::Empty).unwrap_err().code,
             ErrorCode::InvalidName,
             "{bad}"
         );
@@ -168,9 +159,7 @@ fn import_preserves_metadata_hard_links_and_strips_private_xattrs() {
     std::os::unix::fs::chown(&bin, Some(1234), Some(5678)).unwrap();
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
     // vfs_cap_data v2, effective, CAP_NET_RAW permitted.
-    let cap: [u8; 20] = [
-        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
+    let cap: [u8; 20] = [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     set_xattr(&bin, "security.capability", &cap);
     set_xattr(&bin, "user.note", b"hello");
     set_xattr(&bin, "trusted.overlay.opaque", b"y");
@@ -183,45 +172,19 @@ fn import_preserves_metadata_hard_links_and_strips_private_xattrs() {
     let root_fd = crate::sys::open_dir_abs(&src).unwrap();
     crate::sys::mknod_at(root_fd.as_fd(), OsStr::new("wh"), libc::S_IFCHR | 0o600, 0).unwrap();
     fs::hard_link(src.join("wh"), sub.join("wh2")).unwrap();
-    crate::sys::mknod_at(
-        root_fd.as_fd(),
-        OsStr::new("fifo"),
-        libc::S_IFIFO | 0o640,
-        0,
-    )
-    .unwrap();
-    crate::sys::mknod_at(
-        root_fd.as_fd(),
-        OsStr::new("sock"),
-        libc::S_IFSOCK | 0o644,
-        0,
-    )
-    .unwrap();
+    crate::sys::mknod_at(root_fd.as_fd(), OsStr::new("fifo"), libc::S_IFIFO | 0o640, 0).unwrap();
+    crate::sys::mknod_at(root_fd.as_fd(), OsStr::new("sock"), libc::S_IFSOCK | 0o644, 0).unwrap();
     fs::set_permissions(&sub, fs::Permissions::from_mode(0o750)).unwrap();
     let t = Some(Some((1_000_000_000i64, 123i64)));
     crate::sys::utimes_at(root_fd.as_fd(), OsStr::new("dir/ping"), t, t).unwrap();
     crate::sys::utimes_at(root_fd.as_fd(), OsStr::new("dir"), t, t).unwrap();
 
     let store = Store::open(&f.state).unwrap();
-    let r = store
-        .create_project("web", ImportSource::Copy(src.clone()))
-        .unwrap();
-    assert_eq!(
-        (r.files, r.hard_links, r.symlinks, r.special_files),
-        (1, 2, 1, 3)
-    );
+    let r = store.create_project("web", ImportSource::Copy(src.clone())).unwrap();
+    assert_eq!((r.files, r.hard_links, r.symlinks, r.special_files), (1, 2, 1, 3));
     assert_eq!(r.stripped_xattrs, 2);
     let layer = f.state.join("layers").join(&r.layer);
-    for rel in [
-        "dir",
-        "dir/ping",
-        "ping-link",
-        "link",
-        "wh",
-        "dir/wh2",
-        "fifo",
-        "sock",
-    ] {
+    for rel in ["dir", "dir/ping", "ping-link", "link", "wh", "dir/wh2", "fifo", "sock"] {
         let (a, b) = (
             fs::symlink_metadata(src.join(rel)).unwrap(),
             fs::symlink_metadata(layer.join(rel)).unwrap(),
@@ -231,11 +194,7 @@ fn import_preserves_metadata_hard_links_and_strips_private_xattrs() {
         assert_eq!(a.rdev(), b.rdev(), "{rel} rdev");
         assert_eq!(a.nlink(), b.nlink(), "{rel} nlink");
         if !a.is_symlink() {
-            assert_eq!(
-                (a.mtime(), a.mtime_nsec()),
-                (b.mtime(), b.mtime_nsec()),
-                "{rel} mtime"
-            );
+            assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()), "{rel} mtime");
         }
     }
     let ping = layer.join("dir/ping");
@@ -249,15 +208,9 @@ fn import_preserves_metadata_hard_links_and_strips_private_xattrs() {
         fs::metadata(layer.join("wh")).unwrap().ino(),
         fs::metadata(layer.join("dir/wh2")).unwrap().ino()
     );
-    assert_eq!(
-        fs::read_link(layer.join("link")).unwrap(),
-        Path::new("dir/ping")
-    );
+    assert_eq!(fs::read_link(layer.join("link")).unwrap(), Path::new("dir/ping"));
     let names: Vec<_> = xattrs(&ping).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(
-        names,
-        ["security.capability", "trusted.overlay.opaque", "user.note"]
-    );
+    assert_eq!(names, ["security.capability", "trusted.overlay.opaque", "user.note"]);
     assert_eq!(xattrs(&ping)[0].1, cap);
     assert!(xattrs(&layer.join("dir")).is_empty());
     assert_eq!(
@@ -277,9 +230,7 @@ fn move_import_renames_the_directory_and_strips_private_xattrs() {
     write(&src.join("a"), "a");
     set_xattr(&src.join("a"), "trusted.goldenfs.x", b"1");
     let ino = fs::metadata(src.join("a")).unwrap().ino();
-    let r = store
-        .create_project("web", ImportSource::Move(src.clone()))
-        .unwrap();
+    let r = store.create_project("web", ImportSource::Move(src.clone())).unwrap();
     assert!(r.moved);
     assert_eq!(r.stripped_xattrs, 1);
     assert!(!src.exists());
@@ -297,9 +248,7 @@ fn import_refuses_a_source_overlapping_the_store() {
         f.state.join("layers"),
         f.scratch.parent().unwrap().to_path_buf(),
     ] {
-        let err = store
-            .create_project("web", ImportSource::Copy(dir))
-            .unwrap_err();
+        let err = store.create_project("web", ImportSource::Copy(dir)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
     }
     let err = store
@@ -331,21 +280,11 @@ fn promotion_publishes_next_generation_with_parent_and_layers() {
         "data"
     );
     assert_eq!(store.current_generation("web").unwrap(), 2);
-    assert_eq!(
-        fs::read_to_string(f.state.join("projects/web/current")).unwrap(),
-        "2\n"
-    );
+    assert_eq!(fs::read_to_string(f.state.join("projects/web/current")).unwrap(), "2\n");
     assert_eq!(store.session("s1").unwrap_err().code, ErrorCode::NotFound);
     assert!(!f.state.join("sessions/s1").exists());
     // A new session now starts on generation 2.
-    assert_eq!(
-        store
-            .open_session("web", "s2")
-            .unwrap()
-            .record
-            .base_generation,
-        2
-    );
+    assert_eq!(store.open_session("web", "s2").unwrap().record.base_generation, 2);
 }
 
 #[test]
@@ -378,14 +317,8 @@ fn promotion_checks_session_ownership_and_existence() {
         store.promote("web", "nope", None).unwrap_err().code,
         ErrorCode::NotFound
     );
-    assert_eq!(
-        store.promote("nope", "s1", None).unwrap_err().code,
-        ErrorCode::NotFound
-    );
-    assert_eq!(
-        store.open_session("api", "s1").unwrap_err().code,
-        ErrorCode::Conflict
-    );
+    assert_eq!(store.promote("nope", "s1", None).unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(store.open_session("api", "s1").unwrap_err().code, ErrorCode::Conflict);
 }
 
 #[test]
@@ -413,10 +346,7 @@ fn rollback_points_current_at_an_older_generation() {
     let r = store.rollback("web", 1).unwrap();
     assert_eq!((r.generation, r.previous), (1, 2));
     assert_eq!(store.current_generation("web").unwrap(), 1);
-    assert_eq!(
-        store.rollback("web", 9).unwrap_err().code,
-        ErrorCode::NotFound
-    );
+    assert_eq!(store.rollback("web", 9).unwrap_err().code, ErrorCode::NotFound);
     // The next promotion is max+1, not current+1.
     let r = promote_with_file(&store, "web", "s2", "b");
     assert_eq!((r.generation, r.parent), (3, 1));
@@ -442,12 +372,7 @@ fn gc_deletes_only_unpinned_old_generations_and_unreferenced_layers() {
     assert_eq!(r.deleted_layers, vec![g2.layer.clone()]);
     assert!(r.bytes_freed > 0);
     assert!(f.state.join("layers").join(&l1).is_dir());
-    let left: Vec<_> = store
-        .generations("web")
-        .unwrap()
-        .iter()
-        .map(|g| g.generation)
-        .collect();
+    let left: Vec<_> = store.generations("web").unwrap().iter().map(|g| g.generation).collect();
     assert_eq!(left, [3, 4, 5]);
     // Nothing more to do.
     assert_eq!(store.gc(1).unwrap(), GcReport::default());
@@ -488,10 +413,7 @@ fn delete_project_refuses_while_sessions_exist_and_frees_layers() {
     let store = Store::open(&f.state).unwrap();
     empty_project(&store, "web");
     store.open_session("web", "s").unwrap();
-    assert_eq!(
-        store.delete_project("web").unwrap_err().code,
-        ErrorCode::Busy
-    );
+    assert_eq!(store.delete_project("web").unwrap_err().code, ErrorCode::Busy);
     store.discard_session("s").unwrap();
     store.delete_project("web").unwrap();
     assert!(store.list_projects().unwrap().is_empty());
@@ -507,9 +429,7 @@ fn reopening_lists_the_same_projects_generations_and_sessions() {
     empty_project(&store, "api");
     promote_with_file(&store, "web", "s1", "a");
     store.open_session("web", "s2").unwrap();
-    store
-        .set_session_mountpoint("s2", Some("/mnt/s2".into()))
-        .unwrap();
+    store.set_session_mountpoint("s2", Some("/mnt/s2".into())).unwrap();
     let (projects, gens, sessions) = (
         store.list_projects().unwrap(),
         store.generations("web").unwrap(),
@@ -525,20 +445,12 @@ fn reopening_lists_the_same_projects_generations_and_sessions() {
     assert_eq!(store.list_projects().unwrap(), projects);
     assert_eq!(store.generations("web").unwrap(), gens);
     assert_eq!(store.sessions(), sessions);
-    assert_eq!(
-        store.session("s2").unwrap().mountpoint,
-        Some(PathBuf::from("/mnt/s2"))
-    );
+    assert_eq!(store.session("s2").unwrap().mountpoint, Some(PathBuf::from("/mnt/s2")));
 }
 
 /// Runs `op` with `point` injected (the operation stops there, like a crash),
 /// then re-opens the store, which runs recovery.
-fn crash_at(
-    f: &Fixture,
-    store: Store,
-    point: &'static str,
-    op: impl FnOnce(&Store) -> Result<()>,
-) -> Store {
+fn crash_at(f: &Fixture, store: Store, point: &'static str, op: impl FnOnce(&Store) -> Result<()>) -> Store {
     inject_on_this_thread(Some(point));
     let res = op(&store);
     inject_on_this_thread(None);
@@ -553,20 +465,14 @@ fn assert_promotion_undone(f: &Fixture, point: &'static str) {
     empty_project(&store, "web");
     let o = store.open_session("web", "s1").unwrap();
     write(&o.upper.join("work"), "precious");
-    let store = crash_at(f, store, point, |s| {
-        s.promote("web", "s1", None).map(|_| ())
-    });
+    let store = crash_at(f, store, point, |s| s.promote("web", "s1", None).map(|_| ()));
     assert_eq!(store.current_generation("web").unwrap(), 1, "{point}");
     assert_eq!(store.generations("web").unwrap().len(), 1, "{point}");
     assert_eq!(
         fs::read_to_string(f.state.join("sessions/s1/upper/work")).unwrap(),
         "precious"
     );
-    assert_eq!(
-        fs::read_dir(f.state.join("layers")).unwrap().count(),
-        1,
-        "{point}"
-    );
+    assert_eq!(fs::read_dir(f.state.join("layers")).unwrap().count(), 1, "{point}");
     // And the promotion can be retried.
     assert_eq!(store.promote("web", "s1", None).unwrap().generation, 2);
 }
@@ -631,8 +537,7 @@ fn recovery_after_crash_during_move_import_keeps_the_source_in_place() {
     write(&src.join("a"), "a");
     let store = Store::open(&f.state).unwrap();
     let store = crash_at(&f, store, "import:before-move-rename", |s| {
-        s.create_project("web", ImportSource::Move(src.clone()))
-            .map(|_| ())
+        s.create_project("web", ImportSource::Move(src.clone())).map(|_| ())
     });
     assert!(store.list_projects().unwrap().is_empty());
     assert_eq!(fs::read_to_string(src.join("a")).unwrap(), "a");
@@ -660,12 +565,7 @@ fn recovery_after_crash_mid_gc_leaves_a_consistent_store() {
     layers.sort();
     assert_eq!(layers, referenced);
     store.gc(1).unwrap();
-    let left: Vec<_> = store
-        .generations("web")
-        .unwrap()
-        .iter()
-        .map(|g| g.generation)
-        .collect();
+    let left: Vec<_> = store.generations("web").unwrap().iter().map(|g| g.generation).collect();
     assert_eq!(left, [5]);
     assert_eq!(fs::read_dir(f.state.join("layers")).unwrap().count(), 2);
 }

@@ -54,11 +54,7 @@ pub fn require_root_and_fuse() {
              the daemon uses trusted.* xattrs); running as uid {euid}. \
              Run them as root, e.g. `sudo ./scripts/test.sh`. They are not skipped."
         );
-        if let Err(e) = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-        {
+        if let Err(e) = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
             panic!(
                 "goldenfs integration tests need /dev/fuse (open read-write failed: {e}). \
                  Load the fuse module (`modprobe fuse`) or run on a machine/container \
@@ -116,12 +112,8 @@ pub fn tempdir(prefix: &str) -> tempfile::TempDir {
 /// Runs `cmd` to completion, capturing stdout and stderr; panics if it does not
 /// finish within `timeout` (it is killed first).
 pub fn output_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -141,14 +133,8 @@ pub fn output_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> O
 /// Runs the goldenfs CLI with `GOLDENFS_SOCKET=socket`.
 pub fn cli(socket: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env("GOLDENFS_SOCKET", socket)
-        .env_remove("RUST_LOG");
-    output_with_timeout(
-        cmd,
-        COMMAND_TIMEOUT,
-        &format!("goldenfs {}", args.join(" ")),
-    )
+    cmd.args(args).env("GOLDENFS_SOCKET", socket).env_remove("RUST_LOG");
+    output_with_timeout(cmd, COMMAND_TIMEOUT, &format!("goldenfs {}", args.join(" ")))
 }
 
 /// Shell-style rendering of an output for panic messages.
@@ -419,11 +405,7 @@ impl Daemon {
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         if !out.status.success() {
-            panic!(
-                "{}\n--- daemon log ---\n{}",
-                describe(args, &out),
-                self.log_text()
-            );
+            panic!("{}\n--- daemon log ---\n{}", describe(args, &out), self.log_text());
         }
         String::from_utf8(out.stdout).expect("stdout is UTF-8")
     }
@@ -439,12 +421,8 @@ impl Daemon {
         let mut v: Vec<&str> = args.to_vec();
         v.push("--json");
         let out = self.ok(&v);
-        serde_json::from_str(&out).unwrap_or_else(|e| {
-            panic!(
-                "`goldenfs {}` printed invalid JSON ({e}):\n{out}",
-                v.join(" ")
-            )
-        })
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("`goldenfs {}` printed invalid JSON ({e}):\n{out}", v.join(" ")))
     }
 
     /// A fresh empty directory under the test root (for `--from` trees, mountpoints, ...).
@@ -651,11 +629,7 @@ pub fn field<'a>(m: &'a serde_json::Map<String, Value>, keys: &[&str]) -> Option
 }
 
 /// The object in `v` whose name field (one of `name_keys`) equals `name`.
-pub fn find_named<'a>(
-    v: &'a Value,
-    name_keys: &[&str],
-    name: &str,
-) -> Option<&'a serde_json::Map<String, Value>> {
+pub fn find_named<'a>(v: &'a Value, name_keys: &[&str], name: &str) -> Option<&'a serde_json::Map<String, Value>> {
     objects(v)
         .into_iter()
         .find(|m| field(m, name_keys).and_then(Value::as_str) == Some(name))
@@ -690,12 +664,7 @@ pub fn ls(path: impl AsRef<Path>) -> Vec<String> {
     let path = path.as_ref();
     let mut v: Vec<String> = fs::read_dir(path)
         .unwrap_or_else(|e| panic!("readdir {}: {e}", path.display()))
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .to_string()
-        })
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().to_string())
         .collect();
     v.sort();
     v
@@ -846,11 +815,7 @@ fn cpath(path: &Path) -> CString {
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
 
 /// `mknod(2)`.
@@ -886,15 +851,7 @@ pub fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Resul
         },
     ];
     // SAFETY: NUL-terminated path, two valid timespecs.
-    cvt(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
-    .map(|_| ())
+    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(|_| ())
 }
 
 /// `truncate(2)`.
@@ -929,20 +886,8 @@ pub mod xattr {
     pub fn set(path: &Path, name: impl AsRef<OsStr>, value: &[u8]) -> io::Result<()> {
         let (p, n) = (cpath(path), cname(name.as_ref()));
         // SAFETY: NUL-terminated strings, value pointer/len from a slice.
-        let r = unsafe {
-            libc::lsetxattr(
-                p.as_ptr(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        let r = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
 
     /// `lgetxattr`; `Ok(None)` for ENODATA.
@@ -961,9 +906,7 @@ pub mod xattr {
             }
             let mut buf = vec![0u8; len as usize];
             // SAFETY: buffer of the queried size.
-            let got = unsafe {
-                libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-            };
+            let got = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
             if got < 0 {
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() == Some(libc::ERANGE) {
@@ -1009,11 +952,7 @@ pub mod xattr {
         let (p, n) = (cpath(path), cname(name.as_ref()));
         // SAFETY: NUL-terminated strings.
         let r = unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
 }
 
@@ -1024,12 +963,8 @@ pub mod xattr {
 /// Parsed `golden-version.json` of the view mounted at `mnt`.
 pub fn version_of(mnt: &Path) -> Value {
     let text = read(mnt.join(VERSION_FILE));
-    serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{VERSION_FILE} in {} is not JSON ({e}):\n{text}",
-            mnt.display()
-        )
-    })
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{VERSION_FILE} in {} is not JSON ({e}):\n{text}", mnt.display()))
 }
 
 /// The `generation` field of the view's version file.
@@ -1155,9 +1090,7 @@ pub fn is_rfc3339(s: &str) -> bool {
     }
     match &b[i..] {
         [b'Z'] | [b'z'] => true,
-        [s, h1, h2, b':', m1, m2] => {
-            (*s == b'+' || *s == b'-') && [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
-        }
+        [s, h1, h2, b':', m1, m2] => (*s == b'+' || *s == b'-') && [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
         _ => false,
     }
 }
