@@ -137,11 +137,9 @@ fn session_list_shows_mounted_and_unmounted_sessions() {
     let s1 = d.session_info("s1");
     let s2 = d.session_info("s2");
     let mounted = |m: &serde_json::Map<String, serde_json::Value>| {
-        // Either a boolean `mounted`, or a non-null `mountpoint`.
-        match m.get("mounted") {
-            Some(v) => v.as_bool().unwrap_or(false),
-            None => m.get("mountpoint").is_some_and(|v| !v.is_null()),
-        }
+        m.get("mounted")
+            .and_then(|v| v.as_bool())
+            .unwrap_or_else(|| panic!("no boolean `mounted` in {m:?}"))
     };
     assert!(mounted(&s1), "s1 should be listed as mounted: {s1:?}");
     assert!(!mounted(&s2), "s2 should be listed as unmounted: {s2:?}");
@@ -341,4 +339,51 @@ fn global_socket_option_selects_the_daemon() {
         describe(&["--socket", "S", "project", "list"], &out)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains('p'));
+}
+
+#[test]
+fn json_outputs_have_the_documented_shapes() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    d.mount("p", "s2");
+    d.unmount("s2");
+
+    let pl = d.json(&["project", "list"]);
+    let p = &pl["projects"][0];
+    assert_eq!(p["project"], "p", "{pl}");
+    assert_eq!(p["current_generation"], 1, "{pl}");
+    assert!(is_rfc3339(p["created_at"].as_str().unwrap_or("")), "{pl}");
+
+    let sl = d.json(&["session", "list"]);
+    let s1 = d.session_info("s1");
+    assert_eq!(s1["project"], "p", "{sl}");
+    assert_eq!(s1["base_generation"], 1, "{sl}");
+    assert_eq!(s1["mounted"], true, "{sl}");
+    assert_eq!(s1["mountpoint"].as_str(), m.to_str(), "{sl}");
+    let s2 = d.session_info("s2");
+    assert_eq!(s2["mounted"], false, "{sl}");
+
+    let g = d.json(&["generations", "p"]);
+    assert_eq!(g["project"], "p", "{g}");
+    assert_eq!(g["current"], 1, "{g}");
+    let g1 = &g["generations"][0];
+    assert_eq!(g1["generation"], 1, "{g}");
+    assert!(g1["session_id"].is_null(), "{g}");
+    assert!(is_rfc3339(g1["created_at"].as_str().unwrap_or("")), "{g}");
+    assert!(g1["layers"].as_array().is_some_and(|l| !l.is_empty()), "{g}");
+
+    let st = d.json(&["status"]);
+    assert!(st.is_object(), "{st}");
+    let gc = d.json(&["gc"]);
+    assert!(gc.is_object(), "{gc}");
+}
+
+#[test]
+fn daemon_threads_option_is_accepted() {
+    let d = Daemon::start_with(&["--threads", "1"]);
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    write(m.join("x"), "x\n");
+    assert_eq!(read(m.join("x")), "x\n");
 }

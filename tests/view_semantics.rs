@@ -806,3 +806,25 @@ fn symlinks_planted_in_a_view_never_lead_the_daemon_out_of_the_store() {
     assert!(fs::symlink_metadata(m2.join("dir1")).unwrap().file_type().is_symlink());
     assert_eq!(snapshot(&outside), before);
 }
+
+#[test]
+fn a_view_is_mounted_allow_other_default_permissions_dev_suid() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    let (per_mount, sup) = mount_options(&m).expect("view in mountinfo");
+    assert!(
+        mount_fstype(&m).is_some_and(|t| t.starts_with("fuse")),
+        "{:?}",
+        mount_fstype(&m)
+    );
+    for bad in ["nodev", "nosuid", "ro"] {
+        assert!(
+            !per_mount.iter().any(|o| o == bad),
+            "the view is mounted {bad}: {per_mount:?}"
+        );
+    }
+    for want in ["allow_other", "default_permissions"] {
+        assert!(sup.iter().any(|o| o == want), "the view lacks {want}: {sup:?}");
+    }
+}

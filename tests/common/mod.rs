@@ -225,6 +225,22 @@ pub fn mount_fstype(path: &Path) -> Option<String> {
     None
 }
 
+/// The mount options of the mount at `path`: (per-mount options, super options), if mounted.
+pub fn mount_options(path: &Path) -> Option<(Vec<String>, Vec<String>)> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let split = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+    let mut found = None;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.len() > 5 && Path::new(&unescape_mountinfo(fields[4])) == path {
+            let sep = fields.iter().position(|f| *f == "-")?;
+            // The last matching line is the top of the mount stack.
+            found = Some((split(fields[5]), split(fields.get(sep + 3).unwrap_or(&""))));
+        }
+    }
+    found
+}
+
 fn lazy_umount(path: &Path) {
     let _ = Command::new("umount")
         .arg("-l")
@@ -975,83 +991,79 @@ pub fn generation_of(mnt: &Path) -> u64 {
         .unwrap_or_else(|| panic!("{VERSION_FILE} has no numeric `generation`: {v}"))
 }
 
+// The `--json` shapes (docs/protocol.md):
+//   project list  -> {"projects": [{"project", "created_at", "current_generation", "generations", "layer_depth", "sessions": [..]}]}
+//   session list  -> {"sessions": [{"session", "project", "base_generation", "mounted", "mountpoint", "created_at"}]}
+//   generations P -> {"project", "current", "generations": [{"generation", "created_at", "session_id", "parent", "layers", "current", "pinned_by"}]}
+
 impl Daemon {
-    /// P's current generation according to `goldenfs generations P --json`
-    /// (or `project list --json` as a fall-back).
+    /// P's current generation: `current` of `goldenfs generations P --json`.
     pub fn current_generation(&self, project: &str) -> u64 {
-        let keys = ["current", "current_generation"];
         let g = self.json(&["generations", project]);
-        for m in objects(&g) {
-            if let Some(n) = field(m, &keys).and_then(Value::as_u64) {
-                return n;
-            }
-        }
-        let l = self.json(&["project", "list"]);
-        if let Some(m) = find_named(&l, &["name", "project", "id", "project_id"], project)
-            && let Some(n) = field(m, &keys).and_then(Value::as_u64)
-        {
-            return n;
-        }
-        panic!(
-            "cannot find the current generation of {project} in `generations --json`:\n{g}\nnor in `project list --json`:\n{l}"
-        );
+        g.get("current")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("`generations {project} --json` has no numeric `current`:\n{g}"))
     }
 
     /// The generation numbers listed by `goldenfs generations P --json`, sorted.
     pub fn generations(&self, project: &str) -> Vec<u64> {
         let v = self.json(&["generations", project]);
-        let mut out: Vec<u64> = objects(&v)
-            .into_iter()
-            .filter_map(|m| m.get("generation").and_then(Value::as_u64))
+        let list = v
+            .get("generations")
+            .and_then(Value::as_array)
+            .unwrap_or_else(|| panic!("`generations {project} --json` has no `generations` array:\n{v}"));
+        let mut out: Vec<u64> = list
+            .iter()
+            .map(|g| {
+                g.get("generation")
+                    .and_then(Value::as_u64)
+                    .unwrap_or_else(|| panic!("generation entry without `generation`: {g}"))
+            })
             .collect();
-        if out.is_empty()
-            && let Some(arr) = v.as_array()
-        {
-            out = arr.iter().filter_map(Value::as_u64).collect();
-        }
         out.sort();
-        out.dedup();
         out
     }
 
     /// Names of the projects in `goldenfs project list --json`.
     pub fn project_names(&self) -> Vec<String> {
         let v = self.json(&["project", "list"]);
-        names_in(&v, &["name", "project", "id", "project_id"])
+        names_in(&v, "projects", "project")
     }
 
     /// Names of the sessions in `goldenfs session list --json`.
     pub fn session_names(&self) -> Vec<String> {
         let v = self.json(&["session", "list"]);
-        names_in(&v, &["name", "session", "id", "session_id"])
+        names_in(&v, "sessions", "session")
     }
 
     /// The object describing `session` in `goldenfs session list --json`.
     pub fn session_info(&self, session: &str) -> serde_json::Map<String, Value> {
         let v = self.json(&["session", "list"]);
-        find_named(&v, &["name", "session", "id", "session_id"], session)
+        v.get("sessions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .find(|m| m.get("session").and_then(Value::as_str) == Some(session))
             .cloned()
             .unwrap_or_else(|| panic!("session {session} not in `session list --json`:\n{v}"))
     }
 }
 
-fn names_in(v: &Value, keys: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = match v {
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|x| match x {
-                Value::String(s) => Some(s.clone()),
-                Value::Object(m) => field(m, keys).and_then(Value::as_str).map(String::from),
-                _ => None,
-            })
-            .collect(),
-        Value::Object(m) => m
-            .values()
-            .filter(|x| x.is_array())
-            .flat_map(|x| names_in(x, keys))
-            .collect(),
-        _ => Vec::new(),
-    };
+fn names_in(v: &Value, list_key: &str, name_key: &str) -> Vec<String> {
+    let list = v
+        .get(list_key)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("expected a `{list_key}` array in:\n{v}"));
+    let mut out: Vec<String> = list
+        .iter()
+        .map(|x| {
+            x.get(name_key)
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("`{list_key}` entry without `{name_key}`: {x}"))
+                .to_string()
+        })
+        .collect();
     out.sort();
     out
 }
