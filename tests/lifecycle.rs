@@ -387,3 +387,110 @@ fn daemon_threads_option_is_accepted() {
     write(m.join("x"), "x\n");
     assert_eq!(read(m.join("x")), "x\n");
 }
+
+#[test]
+fn relative_paths_are_resolved_against_the_callers_cwd() {
+    let d = Daemon::start();
+    let src = d.new_dir("rel-src");
+    fill_sample(&src);
+    let parent = src.parent().unwrap().to_path_buf();
+    let rel_src = src.file_name().unwrap().to_str().unwrap().to_string();
+    let run_in = |dir: &std::path::Path, args: &[&str]| {
+        let mut c = std::process::Command::new(BIN);
+        c.args(args).current_dir(dir).env("GOLDENFS_SOCKET", d.socket());
+        output_with_timeout(c, std::time::Duration::from_secs(60), "goldenfs (relative)")
+    };
+    let args = ["project", "create", "p", "--from", rel_src.as_str()];
+    let out = run_in(&parent, &args);
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    let mp = d.mountpoint("rel");
+    let mnt_parent = mp.parent().unwrap().to_path_buf();
+    let args = ["session", "mount", "p", "s1", "rel"];
+    let out = run_in(&mnt_parent, &args);
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    assert!(
+        is_mounted(&mp),
+        "the relative mountpoint was not resolved against the caller's cwd"
+    );
+    assert_eq!(read(mp.join("a.txt")), "alpha\n");
+    let listed = d.session_info("s1");
+    assert_eq!(
+        listed["mountpoint"].as_str(),
+        mp.to_str(),
+        "listed mountpoint must be absolute"
+    );
+}
+
+#[test]
+fn unmount_of_a_busy_view_is_refused_without_lazy() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    let f = fs::File::open(m.join("a.txt")).unwrap();
+    let line = d.fail(&["session", "unmount", "s1"]);
+    assert!(line.contains("busy") || line.contains("lazy"), "{line}");
+    assert!(is_mounted(&m), "a refused unmount must leave the view mounted");
+    assert_eq!(read(m.join("b.txt")), "bravo\n");
+    drop(f);
+    d.unmount("s1");
+    assert!(!is_mounted(&m));
+}
+
+#[test]
+fn promoting_a_session_without_changes_makes_an_equal_generation() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "noop");
+    let before = snapshot(&m);
+    d.unmount("noop");
+    d.ok(&["promote", "p", "noop"]);
+    assert_eq!(d.current_generation("p"), 2);
+    let m2 = d.mount("p", "r");
+    let mut after = snapshot(&m2);
+    let mut before = before;
+    // Only the version file differs.
+    before.remove(std::path::Path::new(VERSION_FILE));
+    after.remove(std::path::Path::new(VERSION_FILE));
+    let strip = |t: &mut std::collections::BTreeMap<std::path::PathBuf, Node>| {
+        for n in t.values_mut() {
+            if let Node::File { mtime, .. } = n {
+                *mtime = (0, 0);
+            }
+        }
+    };
+    strip(&mut before);
+    strip(&mut after);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn the_store_never_follows_symlinks_out_of_itself() {
+    let d = Daemon::start();
+    let outside = d.new_dir("outside");
+    write(outside.join("precious"), "keep me\n");
+    let before = snapshot(&outside);
+    d.create_project_with("p", |s| {
+        fill_sample(s);
+        std::os::unix::fs::symlink(&outside, s.join("evil-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("precious"), s.join("evil-file")).unwrap();
+    });
+    let m = d.mount("p", "s1");
+    assert!(
+        fs::symlink_metadata(m.join("evil-dir"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A session plants its own symlinks too.
+    std::os::unix::fs::symlink(&outside, m.join("planted")).unwrap();
+    fs::remove_dir_all(m.join("dir1")).unwrap();
+    std::os::unix::fs::symlink(&outside, m.join("dir1")).unwrap();
+    d.unmount("s1");
+    d.ok(&["promote", "p", "s1"]);
+    let m2 = d.mount("p", "s2");
+    std::os::unix::fs::symlink(&outside, m2.join("planted2")).unwrap();
+    d.ok(&["session", "discard", "s2", "--force"]);
+    d.ok(&["project", "delete", "p", "--force"]);
+    d.ok(&["gc"]);
+    assert_eq!(snapshot(&outside), before, "the store touched a symlink's target");
+}

@@ -828,3 +828,189 @@ fn a_view_is_mounted_allow_other_default_permissions_dev_suid() {
         assert!(sup.iter().any(|o| o == want), "the view lacks {want}: {sup:?}");
     }
 }
+
+#[test]
+fn a_directory_recreated_while_the_old_one_is_open_is_usable() {
+    // ext4 reuses a freed inode number at once; the kernel still holds the old
+    // directory's inode (open fd, or a cached dentry as overlayfs keeps for
+    // its work dir). The new directory must still work.
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    for i in 0..3 {
+        let dir = m.join("x");
+        fs::create_dir(&dir).unwrap();
+        let old = fs::File::open(&dir).unwrap();
+        fs::remove_dir(&dir).unwrap();
+        fs::create_dir(&dir).unwrap();
+        let r = fs::write(dir.join("f"), "new");
+        assert!(
+            r.is_ok(),
+            "round {i}: creating a file in a directory recreated while the old one is open: {r:?}"
+        );
+        assert_eq!(read(dir.join("f")), "new");
+        assert_eq!(ls(&dir), vec!["f"]);
+        drop(old);
+        fs::remove_file(dir.join("f")).unwrap();
+        fs::remove_dir(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_file_recreated_while_the_old_one_is_open_is_independent() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    let mut old = fs::File::open(m.join("a.txt")).unwrap();
+    fs::remove_file(m.join("a.txt")).unwrap();
+    write(m.join("a.txt"), "new\n");
+    let mut s = String::new();
+    old.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "alpha\n", "the unlinked file's open fd keeps its content");
+    assert_eq!(read(m.join("a.txt")), "new\n");
+}
+
+#[test]
+fn whiteouts_allow_a_different_type_at_the_same_name() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    // dir -> file
+    fs::remove_dir_all(m.join("dir1")).unwrap();
+    write(m.join("dir1"), "now a file\n");
+    assert_eq!(read(m.join("dir1")), "now a file\n");
+    // file -> dir
+    fs::remove_file(m.join("a.txt")).unwrap();
+    fs::create_dir(m.join("a.txt")).unwrap();
+    assert!(ls(m.join("a.txt")).is_empty());
+    // symlink -> dir, dir -> symlink
+    fs::remove_file(m.join("link")).unwrap();
+    fs::create_dir(m.join("link")).unwrap();
+    fs::remove_dir(m.join("empty")).unwrap();
+    std::os::unix::fs::symlink("b.txt", m.join("empty")).unwrap();
+    assert_eq!(read(m.join("empty")), "bravo\n");
+    // Survives remount, and promotion.
+    d.unmount("s1");
+    let m = d.mount("p", "s1");
+    assert_eq!(read(m.join("dir1")), "now a file\n");
+    assert!(m.join("a.txt").is_dir() && ls(m.join("a.txt")).is_empty());
+    assert!(m.join("link").is_dir());
+    assert!(fs::symlink_metadata(m.join("empty")).unwrap().file_type().is_symlink());
+    d.unmount("s1");
+    d.ok(&["promote", "p", "s1"]);
+    let m = d.mount("p", "s2");
+    assert_eq!(read(m.join("dir1")), "now a file\n");
+    assert!(m.join("a.txt").is_dir() && ls(m.join("a.txt")).is_empty());
+    assert_eq!(read(m.join("empty")), "bravo\n");
+}
+
+#[test]
+fn copy_up_preserves_mode_owner_and_xattrs() {
+    let d = Daemon::start();
+    d.create_project_with("p", |s| {
+        write(s.join("f"), "data\n");
+        chmod(&s.join("f"), 0o640).unwrap();
+        lchown(&s.join("f"), 1234, 4321).unwrap();
+        xattr::set(&s.join("f"), "user.keep", b"me").unwrap();
+        fs::create_dir(s.join("dd")).unwrap();
+        chmod(&s.join("dd"), 0o750).unwrap();
+        lchown(&s.join("dd"), 55, 66).unwrap();
+    });
+    let m = d.mount("p", "s1");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("f"))
+        .unwrap()
+        .write_all(b"more\n")
+        .unwrap();
+    write(m.join("dd/new"), "n");
+    let md = fs::metadata(m.join("f")).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o640, 1234, 4321));
+    assert_eq!(
+        xattr::get(&m.join("f"), "user.keep").unwrap().as_deref(),
+        Some(&b"me"[..])
+    );
+    assert_eq!(read(m.join("f")), "data\nmore\n");
+    let md = fs::metadata(m.join("dd")).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o750, 55, 66));
+}
+
+#[test]
+fn hard_links_in_the_golden_are_one_inode_in_the_view() {
+    let d = Daemon::start();
+    d.create_project_with("p", |s| {
+        write(s.join("one"), "shared\n");
+        fs::hard_link(s.join("one"), s.join("two")).unwrap();
+    });
+    let m = d.mount("p", "s1");
+    let (a, b) = (
+        fs::metadata(m.join("one")).unwrap(),
+        fs::metadata(m.join("two")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard links of the golden must stay one inode");
+    assert_eq!(a.nlink(), 2);
+    assert_eq!(read(m.join("two")), "shared\n");
+}
+
+#[test]
+fn concurrent_writers_to_one_lower_file_all_land() {
+    // Several threads open the same lower file for writing at once: copy-up
+    // must happen once, and every write must land in the one copy.
+    use std::os::unix::fs::FileExt;
+    let d = Daemon::start();
+    d.create_project_with("p", |s| write(s.join("shared.bin"), vec![b'.'; 64 * 1024]));
+    let m = d.mount("p", "s1");
+    let path = m.join("shared.bin");
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.write_all_at(&[b'A' + t; 100], t as u64 * 4096).unwrap();
+                f.sync_all().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer thread");
+    }
+    let data = fs::read(&path).unwrap();
+    assert_eq!(data.len(), 64 * 1024);
+    for t in 0..8u8 {
+        let at = t as usize * 4096;
+        assert!(
+            data[at..at + 100].iter().all(|b| *b == b'A' + t),
+            "thread {t}'s write is lost"
+        );
+        assert_eq!(data[at + 100], b'.');
+    }
+}
+
+#[test]
+fn concurrent_creates_in_one_view_are_all_kept() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    // Each thread creates in its own and in a shared lower dir.
+                    write(m.join(format!("t{t}/f{i}")), format!("{t}-{i}"));
+                    write(m.join(format!("dir1/t{t}-{i}")), format!("{t}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    for t in 0..4 {
+        assert_eq!(ls(m.join(format!("t{t}"))).len(), 100);
+        for i in 0..100 {
+            assert_eq!(read(m.join(format!("dir1/t{t}-{i}"))), format!("{t}-{i}"));
+        }
+    }
+    assert_eq!(ls(m.join("dir1")).len(), 400 + 2);
+}
