@@ -207,9 +207,15 @@ pub fn main() -> i32 {
                 };
             }
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("goldenfs: {first}; see 'goldenfs --help'");
+            // clap's message up to its usage block, on one line.
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("goldenfs: {msg}; see 'goldenfs --help'");
             return 2;
         }
     };
@@ -261,6 +267,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             let r: ImportReport = c.call(&Request::ProjectCreate { project, from, move_ })?;
             output(json, &r, || {
+                if r.directories == 0 {
+                    return format!("created project {} (generation 1, empty)", r.project);
+                }
                 let how = if r.moved { "moved" } else { "imported" };
                 let mut s = format!(
                     "created project {} (generation 1): {} {} files, {} directories, {} symlinks, {} special files, {} hard links, {}",

@@ -584,3 +584,43 @@ fn start_up_empties_work_and_removes_temp_files() {
     assert!(!f.state.join("projects/web/.current.tmp-1").exists());
     assert_eq!(store.current_generation("web").unwrap(), 1);
 }
+
+#[test]
+fn sessions_created_during_promotions_always_pin_a_complete_generation() {
+    let f = fixture();
+    let store = std::sync::Arc::new(Store::open(&f.state).unwrap());
+    empty_project(&store, "web");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|t| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let name = format!("r{t}-{i}");
+                    i += 1;
+                    let o = store.open_session("web", &name).unwrap();
+                    assert_eq!(o.version.generation, o.record.base_generation);
+                    assert_eq!(o.lowers.len() as u64, o.record.base_generation);
+                    assert!(o.lowers.iter().all(|l| l.is_dir()), "{:?}", o.lowers);
+                    seen = seen.max(o.record.base_generation);
+                    store.discard_session(&name).unwrap();
+                }
+                seen
+            })
+        })
+        .collect();
+    for i in 0..15 {
+        let r = promote_with_file(&store, "web", &format!("w{i}"), "f");
+        assert_eq!(r.generation, i + 2);
+        if i % 5 == 4 {
+            store.gc(1).unwrap();
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for r in readers {
+        assert!(r.join().unwrap() >= 1);
+    }
+    assert_eq!(store.current_generation("web").unwrap(), 16);
+}
