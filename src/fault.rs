@@ -1,16 +1,40 @@
-//! Fault injection for crash tests: `GOLDENFS_FAULT=<point>` aborts the
-//! process when execution reaches `<point>`. Compiled in debug builds only.
+//! Fault injection for crash-safety tests.
+//!
+//! In debug builds, `GOLDENFS_FAULT=<point>` makes the process abort when it
+//! reaches `<point>`, leaving the store exactly as a crash there would. Release
+//! builds never read the variable. Unit tests can instead make a point return
+//! an error on the current thread ([`inject_on_this_thread`]); the operation
+//! then stops there without any cleanup, which is the same on-disk state.
+//!
+//! Points: `promote:after-manifest`, `promote:after-layer-rename`,
+//! `promote:before-pointer-swap`, `gc:mid-delete`,
+//! `import:before-project-rename`, `import:before-move-rename`,
+//! `rollback:before-pointer-swap`, `copyup:before-rename`.
 
-/// Aborts if `GOLDENFS_FAULT` names this point (debug builds only).
-#[inline]
-pub fn point(name: &str) {
-    #[cfg(debug_assertions)]
-    {
-        if std::env::var_os("GOLDENFS_FAULT").is_some_and(|v| v == name) {
-            log::error!("fault injection: aborting at {name}");
-            std::process::abort();
-        }
+use crate::error::Result;
+
+#[cfg(test)]
+thread_local! {
+    static INJECTED: std::cell::RefCell<Option<&'static str>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `point` fail (return an error) on the calling thread; `None` clears.
+#[cfg(test)]
+pub fn inject_on_this_thread(point: Option<&'static str>) {
+    INJECTED.with(|f| *f.borrow_mut() = point);
+}
+
+/// A fault point: returns normally unless a fault is injected here.
+pub fn point(name: &str) -> Result<()> {
+    #[cfg(test)]
+    if INJECTED.with(|f| *f.borrow() == Some(name)) {
+        return Err(crate::error::Error::internal(format!("injected fault at {name}")));
     }
-    #[cfg(not(debug_assertions))]
+    #[cfg(debug_assertions)]
+    if std::env::var("GOLDENFS_FAULT").as_deref() == Ok(name) {
+        log::error!("GOLDENFS_FAULT={name}: aborting here to simulate a crash");
+        std::process::abort();
+    }
     let _ = name;
+    Ok(())
 }

@@ -156,7 +156,7 @@ fn metadata_operations_work_in_view() {
     );
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &v.p("fifo"),
+        v.p("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,

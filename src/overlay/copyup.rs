@@ -69,7 +69,7 @@ impl Overlay {
                 (node.parent, node.name.clone())
             };
             let pfd = self.ensure_upper_dir(parent)?;
-            crate::fault::point("copyup:before-rename");
+            crate::fault::point("copyup:before-rename").map_err(|e| e.errno())?;
             sys::rename_at(
                 self.layers.work.as_fd(),
                 &tmp,

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 
 use super::atomic;
-use super::fault;
 use super::project::{generation_numbers, read_generation};
 use super::{Store, list_dir_names};
 use crate::error::Result;
+use crate::fault;
 
 /// Default number of newest generations per project that GC keeps.
 pub const DEFAULT_KEEP: u64 = 2;

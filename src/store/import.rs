@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::atomic;
-use super::fault;
 use super::layout::{self, GenerationManifest, ProjectMeta};
 use super::{Project, ProjectState, Store};
 use crate::error::{Error, ErrorCode, Result};
+use crate::fault;
 use crate::sys::{self, FileType, OFlags};
 
 /// The private xattr namespace stripped from imported content.

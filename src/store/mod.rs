@@ -18,7 +18,7 @@
 //!    never while taking another lock.
 
 mod atomic;
-pub mod fault;
+
 mod gc;
 mod import;
 pub mod layout;

@@ -13,10 +13,10 @@ use std::fs;
 
 use super::Store;
 use super::atomic;
-use super::fault;
 use super::layout::{self, GenerationManifest};
 use super::project::{generation_numbers, read_generation};
 use crate::error::{Error, ErrorCode, Result};
+use crate::fault;
 
 /// What a promotion published.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,9 +6,9 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::fault::inject_on_this_thread;
 use super::*;
 use crate::error::ErrorCode;
+use crate::fault::inject_on_this_thread;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
