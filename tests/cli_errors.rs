@@ -261,3 +261,57 @@ fn the_socket_is_private_to_root() {
     let out = output_with_timeout(c, Duration::from_secs(60), "goldenfs status as uid 1000");
     assert_cli_error(&["status (as uid 1000)"], &out);
 }
+
+#[test]
+fn exit_status_tells_the_kind_of_error() {
+    // docs/protocol.md: 1 = the daemon reported an error, 2 = usage error,
+    // 3 = the daemon cannot be reached.
+    let d = Daemon::start();
+    let code = |args: &[&str]| d.run(args).status.code();
+    assert_eq!(code(&["generations", "nope"]), Some(1));
+    assert_eq!(code(&["rollback", "p", "not-a-number"]), Some(2));
+    assert_eq!(code(&["no-such-command"]), Some(2));
+    let dir = tempdir("nodaemon-");
+    let out = cli(&dir.path().join("none.sock"), &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&["status"], &out));
+}
+
+#[test]
+fn a_second_daemon_on_the_same_store_or_socket_refuses_to_start() {
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    let other_sock = d.root().join("other.sock");
+    for args in [
+        // Same store, other socket.
+        vec![
+            "daemon".to_string(),
+            "--state-dir".into(),
+            d.state_dir().to_str().unwrap().into(),
+            "--socket".into(),
+            other_sock.to_str().unwrap().into(),
+        ],
+        // Same socket, other store.
+        vec![
+            "daemon".to_string(),
+            "--state-dir".into(),
+            d.root().join("other-state").to_str().unwrap().into(),
+            "--socket".into(),
+            d.socket().to_str().unwrap().into(),
+        ],
+    ] {
+        let _ = fs::create_dir_all(d.root().join("other-state"));
+        let mut c = Command::new(BIN);
+        c.args(&args);
+        let out = output_with_timeout(c, Duration::from_secs(60), "second goldenfs daemon");
+        assert!(
+            !out.status.success(),
+            "a second daemon started: goldenfs {}",
+            args.join(" ")
+        );
+        // The first one is unharmed.
+        assert!(d.is_running());
+        d.ok(&["status"]);
+        assert_eq!(read(m.join("a.txt")), "alpha\n");
+    }
+}

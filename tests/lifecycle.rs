@@ -374,9 +374,44 @@ fn json_outputs_have_the_documented_shapes() {
     assert!(g1["layers"].as_array().is_some_and(|l| !l.is_empty()), "{g}");
 
     let st = d.json(&["status"]);
-    assert!(st.is_object(), "{st}");
-    let gc = d.json(&["gc"]);
-    assert!(gc.is_object(), "{gc}");
+    assert!(
+        st["pid"].is_u64() && st["projects"].is_array() && st["sessions"].is_array(),
+        "{st}"
+    );
+
+    let mp = d.mountpoint("s3");
+    let mo = d.json(&["session", "mount", "p", "s3", mp.to_str().unwrap()]);
+    assert_eq!(mo["session"], "s3", "{mo}");
+    assert_eq!(mo["base_generation"], 1, "{mo}");
+    assert_eq!(mo["created"], true, "{mo}");
+    assert_eq!(mo["mountpoint"].as_str(), mp.to_str(), "{mo}");
+    let um = d.json(&["session", "unmount", "s3"]);
+    assert_eq!(um["session"], "s3", "{um}");
+    let pr = d.json(&["promote", "p", "s3"]);
+    assert_eq!(
+        (
+            pr["generation"].as_u64(),
+            pr["parent"].as_u64(),
+            pr["previous"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{pr}"
+    );
+    assert_eq!(pr["layers"].as_array().map(|l| l.len()), Some(2), "{pr}");
+    let rb = d.json(&["rollback", "p", "1"]);
+    assert_eq!(
+        (rb["generation"].as_u64(), rb["previous"].as_u64()),
+        (Some(1), Some(2)),
+        "{rb}"
+    );
+    let gc = d.json(&["gc", "--keep", "1"]);
+    assert!(
+        gc["deleted_generations"].is_array() && gc["deleted_layers"].is_array(),
+        "{gc}"
+    );
+    assert!(gc["bytes_freed"].is_u64(), "{gc}");
+    let ds = d.json(&["session", "discard", "s2"]);
+    assert_eq!(ds["session"], "s2", "{ds}");
 }
 
 #[test]
