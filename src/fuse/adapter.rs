@@ -26,6 +26,9 @@ use crate::sys;
 /// our own doing, which the kernel sees as it happens.
 const TTL: Duration = Duration::from_secs(1);
 
+/// A passthrough registration: the backing file's (dev, ino) and the id.
+type LiveBacking = ((u64, u64), Weak<BackingId>);
+
 enum Handle {
     File {
         fd: Arc<OwnedFd>,
@@ -43,7 +46,7 @@ pub(crate) struct FuseView {
     /// Lock order: `handles` and `backing` are leaves; never held across a core call.
     handles: Mutex<HashMap<u64, Handle>>,
     /// Live passthrough registration per view inode, with the backing file it is for.
-    backing: Mutex<HashMap<u64, ((u64, u64), Weak<BackingId>)>>,
+    backing: Mutex<HashMap<u64, LiveBacking>>,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
 }
