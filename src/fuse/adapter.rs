@@ -75,6 +75,19 @@ impl FuseView {
         }
     }
 
+    /// Reads for a file handle: the backing file, or the virtual version file.
+    fn read_handle(&self, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let fd = match self.handles.lock().get(&fh.0) {
+            Some(Handle::File { fd, .. }) => fd.clone(),
+            Some(Handle::Version) => return Ok(self.core.read_version(offset, size)),
+            _ => return Err(Errno::EBADF),
+        };
+        let mut buf = vec![0u8; size as usize];
+        let n = sys::pread_full(fd.as_fd(), &mut buf, offset)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     /// One kernel passthrough registration per backing inode, shared by its
     /// opens. The kernel allows one backing file per FUSE inode at a time: if
     /// the inode is still open on another backing file (a reader of the lower
@@ -224,6 +237,13 @@ fn reply_entry(reply: ReplyEntry, r: Result<Attr, Errno>) {
     }
 }
 
+fn reply_data(reply: ReplyData, r: Result<Vec<u8>, Errno>) {
+    match r {
+        Ok(d) => reply.data(&d),
+        Err(e) => reply.error(err(e)),
+    }
+}
+
 fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
     match r {
         Ok(()) => reply.ok(),
@@ -305,10 +325,7 @@ impl Filesystem for FuseView {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.core.readlink(ino.0) {
-            Ok(t) => reply.data(&t),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_data(reply, self.core.readlink(ino.0));
     }
 
     fn mknod(
@@ -400,26 +417,7 @@ impl Filesystem for FuseView {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if matches!(self.handles.lock().get(&fh.0), Some(Handle::Version)) {
-            return reply.data(&self.core.read_version(offset, size));
-        }
-        let r = self.file_fd(fh).and_then(|fd| {
-            let mut buf = vec![0u8; size as usize];
-            let mut done = 0;
-            while done < buf.len() {
-                let n = sys::pread(fd.as_fd(), &mut buf[done..], offset + done as u64)?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-            }
-            buf.truncate(done);
-            Ok(buf)
-        });
-        match r {
-            Ok(b) => reply.data(&b),
-            Err(e) => reply.error(err(e)),
-        }
+        reply_data(reply, self.read_handle(fh, offset, size));
     }
 
     fn write(
@@ -434,15 +432,11 @@ impl Filesystem for FuseView {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let r = self.file_fd(fh).and_then(|fd| {
-            let mut done = 0;
-            while done < data.len() {
-                done += sys::pwrite(fd.as_fd(), &data[done..], offset + done as u64)?;
-            }
-            Ok(done)
-        });
-        match r {
-            Ok(n) => reply.written(n as u32),
+        match self
+            .file_fd(fh)
+            .and_then(|fd| Ok(sys::pwrite_all(fd.as_fd(), data, offset)?))
+        {
+            Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(err(e)),
         }
     }

@@ -34,7 +34,6 @@ pub struct MountedView {
     mountpoint: PathBuf,
     /// Boxed: a view is handed back inside errors, keep that small.
     session: Option<Box<fuser::BackgroundSession>>,
-    core: Arc<Overlay>,
 }
 
 impl MountedView {
@@ -61,7 +60,7 @@ impl MountedView {
         config.acl = fuser::SessionACL::All;
         config.n_threads = Some(cfg.threads.max(1));
         config.clone_fd = true;
-        let fs = adapter::FuseView::new(core.clone());
+        let fs = adapter::FuseView::new(core);
         let session = fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(|e| {
             Error::io(
                 format!("mounting session {} at {}", cfg.session_id, cfg.mountpoint.display()),
@@ -74,7 +73,6 @@ impl MountedView {
         Ok(MountedView {
             mountpoint: cfg.mountpoint,
             session: Some(Box::new(session)),
-            core,
         })
     }
 
@@ -117,16 +115,6 @@ impl MountedView {
     /// False once the kernel side is gone (unmounted behind the daemon's back, aborted).
     pub fn is_alive(&self) -> bool {
         self.session.as_ref().is_some_and(|s| !s.guard.is_finished())
-    }
-
-    /// Copy-ups done in this view since it was mounted.
-    pub fn copy_ups(&self) -> u64 {
-        self.core.counters.copy_ups.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Inodes the kernel holds in this view.
-    pub fn cached_inodes(&self) -> usize {
-        self.core.node_count()
     }
 }
 

@@ -56,7 +56,8 @@ impl Overlay {
 
         // Publish it under the exclusive lock.
         let _ns = self.ns.write();
-        let publish = || -> Result<(), Errno> {
+        // Ok(true): the copy is in place; Ok(false): nothing to do (already upper).
+        let publish = || -> Result<bool, Errno> {
             let (parent, name) = {
                 let nodes = self.nodes.read();
                 let node = nodes.get(ino)?;
@@ -64,7 +65,7 @@ impl Overlay {
                     return Err(Errno::ENOENT);
                 }
                 if matches!(node.data, NodeData::File(FileBacking::Upper(_))) {
-                    return Ok(());
+                    return Ok(false);
                 }
                 (node.parent, node.name.clone())
             };
@@ -77,16 +78,17 @@ impl Overlay {
                 &name,
                 RenameFlags::NOREPLACE,
             )?;
-            Ok(())
+            Ok(true)
         };
         match publish() {
-            Ok(()) => {
-                if let Ok(node) = self.nodes.write().get_mut(ino)
-                    && !matches!(node.data, NodeData::File(FileBacking::Upper(_)))
-                {
+            Ok(true) => {
+                if let Ok(node) = self.nodes.write().get_mut(ino) {
                     node.data = NodeData::File(FileBacking::Upper(Arc::new(made)));
-                    self.counters.copy_ups.fetch_add(1, Ordering::Relaxed);
                 }
+                self.counters.copy_ups.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(false) => {
                 let _ = sys::unlink_at(self.layers.work.as_fd(), &tmp);
                 Ok(())
             }
@@ -168,11 +170,7 @@ impl Overlay {
                 return Err(e);
             }
         };
-        if let Ok(node) = self.nodes.write().get_mut(ino)
-            && let NodeData::Dir(d) = &mut node.data
-        {
-            d.upper = true;
-        }
+        self.nodes.write().mark_dir_upper(ino);
         Ok(made)
     }
 }

@@ -19,30 +19,7 @@ pub const FS_IOC_FSGETXATTR: u32 = 0x801c_581f;
 impl Overlay {
     /// An `O_PATH` handle on the current top copy of `ino` (for xattrs).
     fn object_fd(&self, ino: Ino) -> Result<Arc<OwnedFd>, Errno> {
-        let (data, path) = {
-            let nodes = self.nodes.read();
-            let node = nodes.get(ino)?;
-            let path = if node.kind == Kind::Dir {
-                Some(nodes.path_of(ino)?)
-            } else {
-                None
-            };
-            (node.data.clone(), path)
-        };
-        Ok(match data {
-            NodeData::File(FileBacking::Upper(fd)) => fd,
-            NodeData::File(FileBacking::Lower { layer, path }) => {
-                Arc::new(self.open_lower(layer, &path, OFlags::PATH)?)
-            }
-            NodeData::Dir(d) if d.upper => Arc::new(sys::open_dir_path(
-                self.layers.upper.as_fd(),
-                &path.unwrap_or_default(),
-            )?),
-            NodeData::Dir(d) => {
-                let top = d.lower.first().ok_or(Errno::ENOENT)?;
-                Arc::new(self.open_lower(top.layer, &top.path, OFlags::PATH | OFlags::DIRECTORY)?)
-            }
-        })
+        Ok(self.top_copy(ino)?.1)
     }
 
     /// Opens a regular file. Writing (or truncating) opens copy it up first.

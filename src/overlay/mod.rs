@@ -173,6 +173,9 @@ pub struct Counters {
 /// One session's copy-on-write view.
 pub struct Overlay {
     layers: LayerDirs,
+    /// The lower layers' root directories (the root's lower stack), fixed for
+    /// the view's lifetime.
+    root_lower: Arc<[LowerDir]>,
     ns: RwLock<()>,
     nodes: RwLock<NodeTable>,
     copyup_locks: Vec<Mutex<()>>,
@@ -199,7 +202,7 @@ impl Overlay {
         for e in sys::read_dir_entries(sys::open_dir_read(layers.work.as_fd(), Path::new(""))?)? {
             remove_tree_at(layers.work.as_fd(), &e.name)?;
         }
-        let root_lower: Vec<LowerDir> = layers
+        let root_lower: Arc<[LowerDir]> = layers
             .lowers
             .iter()
             .enumerate()
@@ -210,7 +213,8 @@ impl Overlay {
                     ino: sys::fstat(fd.as_fd())?.st_ino,
                 })
             })
-            .collect::<Result<_, Errno>>()?;
+            .collect::<Result<Vec<_>, Errno>>()?
+            .into();
         let root = Node {
             parent: ROOT_INO,
             name: Default::default(),
@@ -220,7 +224,7 @@ impl Overlay {
             keep: None,
             data: NodeData::Dir(DirInfo {
                 upper: true,
-                lower: root_lower.into(),
+                lower: root_lower.clone(),
                 origin: Some(Path::new("").into()),
             }),
         };
@@ -231,6 +235,7 @@ impl Overlay {
             .unwrap_or((0, 0));
         Ok(Overlay {
             layers,
+            root_lower,
             ns: RwLock::new(()),
             nodes: RwLock::new(NodeTable::new(root)),
             copyup_locks: (0..64).map(|_| Mutex::new(())).collect(),
@@ -239,11 +244,6 @@ impl Overlay {
             tmp_seq: AtomicU64::new(0),
             counters: Counters::default(),
         })
-    }
-
-    /// Number of inodes the kernel currently holds.
-    pub fn node_count(&self) -> usize {
-        self.nodes.read().len()
     }
 
     fn is_version(&self, parent: Ino, name: &OsStr) -> bool {

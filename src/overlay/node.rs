@@ -100,10 +100,6 @@ impl NodeTable {
         self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)
     }
 
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// The merged path of a node (relative, "" for the root).
     pub fn path_of(&self, mut ino: Ino) -> Result<PathBuf, Errno> {
         let mut names: Vec<&OsString> = Vec::new();
@@ -185,6 +181,15 @@ impl NodeTable {
         if gone {
             self.unindex(ino);
             self.nodes.remove(&ino);
+        }
+    }
+
+    /// A directory node has an upper copy now (made by copy-up or a rename).
+    pub fn mark_dir_upper(&mut self, ino: Ino) {
+        if let Some(n) = self.nodes.get_mut(&ino)
+            && let NodeData::Dir(d) = &mut n.data
+        {
+            d.upper = true;
         }
     }
 

@@ -107,11 +107,4 @@ impl Overlay {
         }
         Ok(out)
     }
-
-    /// Is the merged directory at this view empty? (for tests and rmdir)
-    pub fn is_empty_dir(&self, ino: Ino) -> Result<bool, Errno> {
-        let _ns = self.ns.read();
-        let dir = self.dir_view(ino)?;
-        Ok(self.merged_names(&dir)?.is_empty())
-    }
 }

@@ -167,11 +167,8 @@ impl Overlay {
         let mut nodes = self.nodes.write();
         nodes.rename(parent, name, new_parent, new_name);
         // A moved directory now has an upper copy (it may not have had one).
-        if let Some(ino) = nodes.child(new_parent, new_name)
-            && let Ok(node) = nodes.get_mut(ino)
-            && let super::node::NodeData::Dir(d) = &mut node.data
-        {
-            d.upper = true;
+        if let Some(ino) = nodes.child(new_parent, new_name) {
+            nodes.mark_dir_upper(ino);
         }
         Ok(())
     }

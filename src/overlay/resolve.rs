@@ -259,14 +259,7 @@ impl Overlay {
     /// The lower directories of the merged-lower path `path`, looking only at
     /// layers `from..` (a redirect found in layer L continues below L).
     pub(super) fn resolve_lower_path(&self, path: &Path, from: usize) -> Result<Vec<LowerDir>, Errno> {
-        let mut stack: Vec<LowerDir> = Vec::new();
-        for (i, fd) in self.layers.lowers.iter().enumerate().skip(from) {
-            stack.push(LowerDir {
-                layer: i,
-                path: PathBuf::new(),
-                ino: sys::fstat(fd.as_fd())?.st_ino,
-            });
-        }
+        let mut stack: Vec<LowerDir> = self.root_lower.get(from..).unwrap_or_default().to_vec();
         for c in path.components() {
             let Component::Normal(name) = c else { continue };
             match self.walk_lower(&stack, name)? {
@@ -275,12 +268,6 @@ impl Overlay {
             }
         }
         Ok(stack)
-    }
-
-    /// `lstat` of a lower file at a fixed path.
-    pub(super) fn stat_lower(&self, layer: usize, path: &Path) -> Result<Stat, Errno> {
-        let fd = self.open_lower(layer, path, OFlags::PATH)?;
-        Ok(sys::fstat(fd.as_fd())?)
     }
 
     /// Opens a lower file at a fixed path (never following a symlink).
@@ -319,6 +306,20 @@ impl Overlay {
 
     /// `getattr` with the namespace lock held by the caller.
     pub(super) fn attr_locked(&self, ino: Ino) -> Result<Attr, Errno> {
+        let (data, fd) = self.top_copy(ino)?;
+        let st = sys::fstat(fd.as_fd())?;
+        Ok(match data {
+            NodeData::File(_) => Attr::from_stat(ino, &st),
+            NodeData::Dir(info) => Attr {
+                ino,
+                ..dir_attr(info.upper, &info.lower, &st)
+            },
+        })
+    }
+
+    /// A node's data and an `O_PATH` handle on its current top copy (upper
+    /// if it has one, else its topmost lower copy).
+    pub(super) fn top_copy(&self, ino: Ino) -> Result<(NodeData, Arc<OwnedFd>), Errno> {
         let (data, path) = {
             let nodes = self.nodes.read();
             let node = nodes.get(ino)?;
@@ -329,28 +330,20 @@ impl Overlay {
             };
             (node.data.clone(), path)
         };
-        match data {
-            NodeData::File(FileBacking::Upper(fd)) => Ok(Attr::from_stat(ino, &sys::fstat(fd.as_fd())?)),
+        let fd = match &data {
+            NodeData::File(FileBacking::Upper(fd)) => fd.clone(),
             NodeData::File(FileBacking::Lower { layer, path }) => {
-                Ok(Attr::from_stat(ino, &self.stat_lower(layer, &path)?))
+                Arc::new(self.open_lower(*layer, path, OFlags::PATH)?)
             }
-            NodeData::Dir(info) => {
-                let top = if info.upper {
-                    let p = path.unwrap_or_default();
-                    sys::fstat(
-                        sys::open_dir_path(self.layers.upper.as_fd(), &p)
-                            .map_err(stale)?
-                            .as_fd(),
-                    )?
-                } else {
-                    let l = info.lower.first().ok_or(Errno::ENOENT)?;
-                    self.stat_lower(l.layer, &l.path)?
-                };
-                let mut a = dir_attr(info.upper, &info.lower, &top);
-                a.ino = ino;
-                Ok(a)
+            NodeData::Dir(d) if d.upper => {
+                Arc::new(sys::open_dir_path(self.layers.upper.as_fd(), &path.unwrap_or_default()).map_err(stale)?)
             }
-        }
+            NodeData::Dir(d) => {
+                let top = d.lower.first().ok_or(Errno::ENOENT)?;
+                Arc::new(self.open_lower(top.layer, &top.path, OFlags::PATH | OFlags::DIRECTORY)?)
+            }
+        };
+        Ok((data, fd))
     }
 }
 

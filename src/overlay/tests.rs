@@ -81,7 +81,7 @@ impl Fixture {
     fn write(&self, path: &str, data: &str) {
         let o = self.ov.open(self.ino(path).unwrap(), libc::O_WRONLY).unwrap();
         sys::ftruncate(o.fd.as_fd(), 0).unwrap();
-        sys::pwrite(o.fd.as_fd(), data.as_bytes(), 0).unwrap();
+        sys::pwrite_all(o.fd.as_fd(), data.as_bytes(), 0).unwrap();
     }
 }
 

@@ -39,14 +39,11 @@ fn copy_by_read_write(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -> io:
     let mut buf = vec![0u8; 1 << 20];
     let mut off = 0u64;
     while off < len {
-        let n = rustix::io::pread(src, &mut buf, off)?;
+        let n = super::pread_full(src, &mut buf, off)?;
         if n == 0 {
             break;
         }
-        let mut done = 0;
-        while done < n {
-            done += rustix::io::pwrite(dst, &buf[done..n], off + done as u64)?;
-        }
+        super::pwrite_all(dst, &buf[..n], off)?;
         off += n as u64;
     }
     Ok(())

@@ -35,11 +35,6 @@ pub fn get(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Size of one xattr's value (`getxattr` with an empty buffer).
-pub fn size(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<usize> {
-    rustix::fs::getxattr_query(proc_path(fd).as_str(), name).map_err(io::Error::from)
-}
-
 /// True when the xattr exists (cheap probe, no value copy).
 pub fn has(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
     match rustix::fs::getxattr_query(proc_path(fd).as_str(), name) {
