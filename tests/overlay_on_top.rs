@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn mount_overlay(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> std::process::Output {
@@ -23,6 +23,18 @@ fn mount_overlay(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> std:
         .arg(merged)
         .output()
         .expect("run mount")
+}
+
+/// The layer and container dirs of a dockerd-style overlay2 tree in a view:
+/// (lower, upper, work, merged).
+fn overlay2_dirs(view: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let base = view.join("overlay2");
+    (
+        base.join("l1/diff"),
+        base.join("c1/diff"),
+        base.join("c1/work"),
+        base.join("c1/merged"),
+    )
 }
 
 fn umount(p: &Path) {
@@ -41,13 +53,7 @@ fn a_kernel_overlayfs_can_be_stacked_on_a_view() {
         fs::create_dir_all(s.join("overlay2/l1/diff/var/empty")).unwrap();
     });
     let m = d.mount("docker", "s1");
-    let base = m.join("overlay2");
-    let (lower, upper, work, merged) = (
-        base.join("l1/diff"),
-        base.join("c1/diff"),
-        base.join("c1/work"),
-        base.join("c1/merged"),
-    );
+    let (lower, upper, work, merged) = overlay2_dirs(&m);
     for p in [&upper, &work, &merged] {
         fs::create_dir_all(p).unwrap();
     }
@@ -110,13 +116,7 @@ fn a_kernel_overlayfs_can_be_stacked_on_a_view() {
     d.unmount("s1");
     d.ok(&["promote", "docker", "s1"]);
     let m2 = d.mount("docker", "s2");
-    let base = m2.join("overlay2");
-    let (lower, upper, work, merged) = (
-        base.join("l1/diff"),
-        base.join("c1/diff"),
-        base.join("c1/work"),
-        base.join("c1/merged"),
-    );
+    let (lower, upper, work, merged) = overlay2_dirs(&m2);
     let out = mount_overlay(&lower, &upper, &work, &merged);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(read(merged.join("etc2/os-release")), "container os\n");

@@ -310,22 +310,13 @@ fn rename_noreplace_refuses_to_replace_an_existing_entry() {
     let d = Daemon::start();
     d.create_project_with("p", fill_sample);
     let m = d.mount("p", "s1");
-    let (a, b) = (
-        std::ffi::CString::new(m.join("a.txt").to_str().unwrap()).unwrap(),
-        std::ffi::CString::new(m.join("b.txt").to_str().unwrap()).unwrap(),
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let r = renameat_with(CWD, m.join("a.txt"), CWD, m.join("b.txt"), RenameFlags::NOREPLACE);
+    assert_eq!(
+        r,
+        Err(rustix::io::Errno::EXIST),
+        "RENAME_NOREPLACE over an existing file must fail with EEXIST"
     );
-    // SAFETY: valid NUL-terminated paths.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    assert_eq!(r, -1, "RENAME_NOREPLACE over an existing file must fail");
-    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EEXIST));
     assert_eq!(read(m.join("a.txt")), "alpha\n");
     assert_eq!(read(m.join("b.txt")), "bravo\n");
 }

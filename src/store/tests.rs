@@ -367,7 +367,7 @@ fn gc_deletes_only_unpinned_old_generations_and_unreferenced_layers() {
     store.rollback("web", 4).unwrap();
     // current 4, pinned 3, newest-1 {5} → deletes 1 and 2, and layer l2 only.
     let r = store.gc(1).unwrap();
-    let gens: Vec<_> = r.deleted_generations.iter().map(|d| d.generation).collect();
+    let gens = deleted_generations(&r);
     assert_eq!(gens, [1, 2]);
     assert_eq!(r.deleted_layers, vec![g2.layer.clone()]);
     assert!(r.bytes_freed > 0);
@@ -387,23 +387,11 @@ fn discard_drops_the_pin_and_the_upper() {
     promote_with_file(&store, "web", "s", "a");
     promote_with_file(&store, "web", "t", "b");
     // Generation 1 is pinned; 2 is neither pinned nor current.
-    let gens: Vec<_> = store
-        .gc(0)
-        .unwrap()
-        .deleted_generations
-        .iter()
-        .map(|d| d.generation)
-        .collect();
+    let gens = deleted_generations(&store.gc(0).unwrap());
     assert_eq!(gens, [2]);
     store.discard_session("pin").unwrap();
     assert!(!f.state.join("sessions/pin").exists());
-    let gens: Vec<_> = store
-        .gc(0)
-        .unwrap()
-        .deleted_generations
-        .iter()
-        .map(|d| d.generation)
-        .collect();
+    let gens = deleted_generations(&store.gc(0).unwrap());
     assert_eq!(gens, [1]);
 }
 
@@ -623,4 +611,9 @@ fn sessions_created_during_promotions_always_pin_a_complete_generation() {
         assert!(r.join().unwrap() >= 1);
     }
     assert_eq!(store.current_generation("web").unwrap(), 16);
+}
+
+/// The generation numbers a GC run deleted, in order.
+fn deleted_generations(r: &super::gc::GcReport) -> Vec<u64> {
+    r.deleted_generations.iter().map(|d| d.generation).collect()
 }

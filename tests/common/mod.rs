@@ -46,8 +46,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 pub fn require_root_and_fuse() {
     static CHECK: Once = Once::new();
     CHECK.call_once(|| {
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         assert!(
             euid == 0,
             "goldenfs integration tests need root (they mount FUSE views and \
@@ -70,18 +69,17 @@ pub fn require_root_and_fuse() {
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
-fn is_tmpfs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs writes into a zeroed, properly sized struct; the path is NUL-terminated.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        if libc::statfs(c.as_ptr(), &mut st) != 0 {
-            return false;
-        }
-        st.f_type as i64 == TMPFS_MAGIC
+/// kill(2) of a process we started.
+fn send_signal(pid: u32, sig: libc::c_int) {
+    let pid = rustix::process::Pid::from_raw(pid as i32);
+    let sig = rustix::process::Signal::from_named_raw(sig);
+    if let (Some(pid), Some(sig)) = (pid, sig) {
+        let _ = rustix::process::kill_process(pid, sig);
     }
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|st| st.f_type == TMPFS_MAGIC)
 }
 
 /// A directory on a real disk filesystem (not tmpfs) to hold test stores:
@@ -122,9 +120,8 @@ pub fn output_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> O
     match rx.recv_timeout(timeout) {
         Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {what}: {e}")),
         Err(_) => {
-            // SAFETY: plain kill(2) of the child we spawned (not yet reaped: the
-            // waiting thread has not returned).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // The child is not reaped yet: the waiting thread has not returned.
+            send_signal(pid as u32, libc::SIGKILL);
             panic!("{what} did not finish within {timeout:?} (hang guard); it was killed");
         }
     }
@@ -552,8 +549,8 @@ impl Daemon {
     fn signal_and_wait(&self, sig: libc::c_int, timeout: Duration) -> Option<ExitStatus> {
         let mut guard = self.child.lock().unwrap();
         let child = guard.as_mut()?;
-        // SAFETY: kill(2) on our own, not yet reaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        // Our own child, not yet reaped.
+        send_signal(child.id(), sig);
         let deadline = Instant::now() + timeout;
         loop {
             match child.try_wait() {
@@ -826,26 +823,22 @@ pub fn chmod(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
-fn cpath(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_bytes()).expect("path without NUL")
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
-}
-
-/// `mknod(2)`.
+/// `mknod(2)`; `mode` carries the file type.
 pub fn mknod(path: &Path, mode: u32, dev: u64) -> io::Result<()> {
-    let c = cpath(path);
-    // SAFETY: NUL-terminated path.
-    cvt(unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, dev as libc::dev_t) }).map(|_| ())
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    mknodat(
+        CWD,
+        path,
+        FileType::from_raw_mode(mode),
+        Mode::from_raw_mode(mode & 0o7777),
+        dev,
+    )
+    .map_err(io::Error::from)
 }
 
 /// `mkfifo(3)`.
 pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
-    let c = cpath(path);
-    // SAFETY: NUL-terminated path.
-    cvt(unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) }).map(|_| ())
+    mknod(path, libc::S_IFIFO | (mode & 0o7777), 0)
 }
 
 /// `lchown(2)`.
@@ -855,120 +848,90 @@ pub fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
 
 /// `utimensat(2)` without following symlinks; times are (sec, nsec).
 pub fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
-    let c = cpath(path);
-    let ts = [
-        libc::timespec {
-            tv_sec: atime.0 as libc::time_t,
-            tv_nsec: atime.1 as _,
-        },
-        libc::timespec {
-            tv_sec: mtime.0 as libc::time_t,
-            tv_nsec: mtime.1 as _,
-        },
-    ];
-    // SAFETY: NUL-terminated path, two valid timespecs.
-    cvt(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(|_| ())
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+    let ts = |(tv_sec, tv_nsec): (i64, i64)| Timespec {
+        tv_sec,
+        tv_nsec: tv_nsec as _,
+    };
+    let times = Timestamps {
+        last_access: ts(atime),
+        last_modification: ts(mtime),
+    };
+    utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
 }
 
-/// `truncate(2)`.
+/// `truncate(2)` itself (a setattr of the size, not an open with `O_TRUNC`).
 pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
-    let c = cpath(path);
-    // SAFETY: NUL-terminated path.
-    cvt(unsafe { libc::truncate(c.as_ptr(), len as libc::off_t) }).map(|_| ())
+    let c = CString::new(path.as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: a NUL-terminated path; rustix has no path-based truncate.
+    if unsafe { libc::truncate(c.as_ptr(), len as libc::off_t) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `statvfs(3)`: (block size, total blocks).
 pub fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
-    let c = cpath(path);
-    // SAFETY: NUL-terminated path, zeroed out-struct.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        cvt(libc::statvfs(c.as_ptr(), &mut st))?;
-        Ok((st.f_bsize as u64, st.f_blocks as u64))
-    }
+    let st = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+    Ok((st.f_bsize, st.f_blocks))
 }
 
 /// Extended attributes via the `l*xattr` calls (never follow symlinks).
 pub mod xattr {
-    use super::{OsStr, OsStrExt, Path, cpath, io};
-    use std::ffi::{CString, OsString};
+    use super::{OsStr, Path, io};
+    use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
-
-    fn cname(name: &OsStr) -> CString {
-        CString::new(name.as_bytes()).expect("xattr name without NUL")
-    }
 
     /// `lsetxattr(path, name, value, 0)`.
     pub fn set(path: &Path, name: impl AsRef<OsStr>, value: &[u8]) -> io::Result<()> {
-        let (p, n) = (cpath(path), cname(name.as_ref()));
-        // SAFETY: NUL-terminated strings, value pointer/len from a slice.
-        let r = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        rustix::fs::lsetxattr(path, name.as_ref(), value, rustix::fs::XattrFlags::empty()).map_err(io::Error::from)
     }
 
     /// `lgetxattr`; `Ok(None)` for ENODATA.
     pub fn get(path: &Path, name: impl AsRef<OsStr>) -> io::Result<Option<Vec<u8>>> {
-        let (p, n) = (cpath(path), cname(name.as_ref()));
+        let name = name.as_ref();
         loop {
-            // SAFETY: size query with a null buffer.
-            let len = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
-            if len < 0 {
-                let e = io::Error::last_os_error();
-                return if e.raw_os_error() == Some(libc::ENODATA) {
-                    Ok(None)
-                } else {
-                    Err(e)
-                };
-            }
-            let mut buf = vec![0u8; len as usize];
-            // SAFETY: buffer of the queried size.
-            let got = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-            if got < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::ERANGE) {
-                    continue;
+            let len = match rustix::fs::lgetxattr_query(path, name) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::NODATA) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mut buf = vec![0u8; len];
+            match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(buf));
                 }
-                return Err(e);
+                Err(rustix::io::Errno::RANGE) => continue, // grew in between
+                Err(rustix::io::Errno::NODATA) => return Ok(None),
+                Err(e) => return Err(e.into()),
             }
-            buf.truncate(got as usize);
-            return Ok(Some(buf));
         }
     }
 
     /// `llistxattr`.
     pub fn list(path: &Path) -> io::Result<Vec<OsString>> {
-        let p = cpath(path);
         loop {
-            // SAFETY: size query with a null buffer.
-            let len = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
-            if len < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut buf = vec![0u8; len as usize];
-            // SAFETY: buffer of the queried size.
-            let got = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-            if got < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::ERANGE) {
-                    continue;
+            let len = rustix::fs::llistxattr_query(path).map_err(io::Error::from)?;
+            let mut buf = vec![0u8; len];
+            match rustix::fs::llistxattr(path, &mut buf[..]) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(buf
+                        .split(|b| *b == 0)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| OsString::from_vec(s.to_vec()))
+                        .collect());
                 }
-                return Err(e);
+                Err(rustix::io::Errno::RANGE) => continue,
+                Err(e) => return Err(e.into()),
             }
-            buf.truncate(got as usize);
-            return Ok(buf
-                .split(|b| *b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| OsString::from_vec(s.to_vec()))
-                .collect());
         }
     }
 
     /// `lremovexattr`.
     pub fn remove(path: &Path, name: impl AsRef<OsStr>) -> io::Result<()> {
-        let (p, n) = (cpath(path), cname(name.as_ref()));
-        // SAFETY: NUL-terminated strings.
-        let r = unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) };
-        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        rustix::fs::lremovexattr(path, name.as_ref()).map_err(io::Error::from)
     }
 }
 
