@@ -133,7 +133,6 @@ fn copy_up_keeps_the_inode_number() {
 }
 
 #[test]
-#[ignore = "known bug: a write-open after copy-up while a reader holds the lower copy open gets EIO (kernel allows one passthrough backing per inode); fix pending"]
 fn a_file_open_before_copy_up_reads_consistently() {
     let d = Daemon::start();
     d.create_project_with("p", fill_sample);

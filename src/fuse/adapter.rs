@@ -5,8 +5,8 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -17,6 +17,7 @@ use fuser::{
 };
 use parking_lot::Mutex;
 
+use super::iomode::{IoModes, OpenMode};
 use crate::error::Errno;
 use crate::overlay::{Attr, Caller, DirEntry, Kind, Opened, Overlay, SetAttr, VERSION_INO};
 use crate::sys;
@@ -26,13 +27,12 @@ use crate::sys;
 /// our own doing, which the kernel sees as it happens.
 const TTL: Duration = Duration::from_secs(1);
 
-/// A passthrough registration: the backing file's (dev, ino) and the id.
-type LiveBacking = ((u64, u64), Weak<BackingId>);
-
 enum Handle {
     File {
         fd: Arc<OwnedFd>,
-        _backing: Option<Arc<BackingId>>,
+        ino: u64,
+        /// Holds the passthrough registration (if any) while the file is open.
+        mode: OpenMode,
     },
     Version,
     Dir {
@@ -43,10 +43,9 @@ enum Handle {
 
 pub(crate) struct FuseView {
     core: Arc<Overlay>,
-    /// Lock order: `handles` and `backing` are leaves; never held across a core call.
+    /// Lock order: `handles` and `io` are leaves; never held across a core call.
     handles: Mutex<HashMap<u64, Handle>>,
-    /// Live passthrough registration per view inode, with the backing file it is for.
-    backing: Mutex<HashMap<u64, LiveBacking>>,
+    io: IoModes,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
 }
@@ -56,7 +55,7 @@ impl FuseView {
         FuseView {
             core,
             handles: Mutex::new(HashMap::new()),
-            backing: Mutex::new(HashMap::new()),
+            io: IoModes::default(),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
         }
@@ -88,67 +87,21 @@ impl FuseView {
         Ok(buf)
     }
 
-    /// One kernel passthrough registration per backing inode, shared by its
-    /// opens. The kernel allows one backing file per FUSE inode at a time: if
-    /// the inode is still open on another backing file (a reader of the lower
-    /// copy while a writer copied it up), this open gets `Conflict` and is
-    /// served by the daemon with direct I/O instead.
-    fn backing_for(
+    /// Registers an opened file: picks its I/O mode and makes its handle.
+    fn add_file(
         &self,
         ino: u64,
-        opened: &Opened,
+        opened: Opened,
         register: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
-    ) -> Backing {
-        if !self.passthrough.load(Ordering::Relaxed) {
-            return Backing::None;
-        }
-        let mut map = self.backing.lock();
-        if let Some((key, weak)) = map.get(&ino)
-            && let Some(id) = weak.upgrade()
-        {
-            return if *key == opened.key {
-                Backing::Shared(id)
-            } else {
-                Backing::Conflict
-            };
-        }
-        match register(&opened.fd) {
-            Ok(id) => {
-                let id = Arc::new(id);
-                map.retain(|_, (_, w)| w.strong_count() > 0);
-                map.insert(ino, (opened.key, Arc::downgrade(&id)));
-                Backing::Shared(id)
-            }
-            Err(e) => {
-                log::warn!("passthrough registration failed ({e}); serving reads and writes in the daemon");
-                Backing::None
-            }
-        }
-    }
-}
-
-enum Backing {
-    /// Reads and writes go to the backing file in the kernel.
-    Shared(Arc<BackingId>),
-    /// Served by the daemon, through the page cache.
-    None,
-    /// Served by the daemon without the page cache (the inode is passthrough elsewhere).
-    Conflict,
-}
-
-impl Backing {
-    fn id(&self) -> Option<Arc<BackingId>> {
-        match self {
-            Backing::Shared(id) => Some(id.clone()),
-            _ => None,
-        }
-    }
-
-    fn flags(&self) -> FopenFlags {
-        match self {
-            Backing::Conflict => FopenFlags::FOPEN_DIRECT_IO,
-            _ => FopenFlags::empty(),
-        }
+    ) -> (FileHandle, OpenMode) {
+        let pt = self.passthrough.load(Ordering::Relaxed);
+        let mode = self.io.open(ino, &opened, pt, register);
+        let fh = self.add_handle(Handle::File {
+            fd: Arc::new(opened.fd),
+            ino,
+            mode: mode.clone(),
+        });
+        (FileHandle(fh), mode)
     }
 }
 
@@ -395,14 +348,10 @@ impl Filesystem for FuseView {
             Ok(o) => o,
             Err(e) => return reply.error(err(e)),
         };
-        let backing = self.backing_for(ino.0, &opened, |fd| reply.open_backing(fd.as_fd()));
-        let fh = self.add_handle(Handle::File {
-            fd: Arc::new(opened.fd),
-            _backing: backing.id(),
-        });
-        match backing.id() {
-            Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-            None => reply.opened(FileHandle(fh), backing.flags()),
+        let (fh, mode) = self.add_file(ino.0, opened, |fd| reply.open_backing(fd.as_fd()));
+        match mode.backing() {
+            Some(id) => reply.opened_passthrough(fh, FopenFlags::empty(), &id),
+            None => reply.opened(fh, mode.flags()),
         }
     }
 
@@ -455,7 +404,10 @@ impl Filesystem for FuseView {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles.lock().remove(&fh.0);
+        let handle = self.handles.lock().remove(&fh.0);
+        if let Some(Handle::File { ino, mode, .. }) = handle {
+            self.io.release(ino, &mode);
+        }
         reply.ok();
     }
 
@@ -571,15 +523,11 @@ impl Filesystem for FuseView {
             Ok(x) => x,
             Err(e) => return reply.error(err(e)),
         };
-        let backing = self.backing_for(attr.ino, &opened, |fd| reply.open_backing(fd.as_fd()));
-        let fh = self.add_handle(Handle::File {
-            fd: Arc::new(opened.fd),
-            _backing: backing.id(),
-        });
-        let (ttl, fa) = (&TTL, fattr(&attr));
-        match backing.id() {
-            Some(id) => reply.created_passthrough(ttl, &fa, Generation(0), FileHandle(fh), FopenFlags::empty(), &id),
-            None => reply.created(ttl, &fa, Generation(0), FileHandle(fh), backing.flags()),
+        let (fh, mode) = self.add_file(attr.ino, opened, |fd| reply.open_backing(fd.as_fd()));
+        let fa = fattr(&attr);
+        match mode.backing() {
+            Some(id) => reply.created_passthrough(&TTL, &fa, Generation(0), fh, FopenFlags::empty(), &id),
+            None => reply.created(&TTL, &fa, Generation(0), fh, mode.flags()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The FUSE side of a view: mounting, the `fuser` adapter, unmounting.
 
 mod adapter;
+mod iomode;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

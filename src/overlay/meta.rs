@@ -33,10 +33,10 @@ impl Overlay {
         }
         let _ns = self.ns.read();
         let data = self.nodes.read().get(ino)?.data.clone();
-        let fd = match data {
-            NodeData::File(FileBacking::Upper(p)) => sys::reopen(p.as_fd(), acc | data_flags(flags))?,
+        let (fd, upper) = match data {
+            NodeData::File(FileBacking::Upper(p)) => (sys::reopen(p.as_fd(), acc | data_flags(flags))?, true),
             NodeData::File(FileBacking::Lower { layer, path }) => {
-                self.open_lower(layer, &path, acc | data_flags(flags))?
+                (self.open_lower(layer, &path, acc | data_flags(flags))?, false)
             }
             NodeData::Dir(_) => return Err(Errno::EISDIR),
         };
@@ -44,6 +44,7 @@ impl Overlay {
         Ok(Opened {
             fd,
             key: (st.st_dev, st.st_ino),
+            upper,
         })
     }
 

@@ -142,6 +142,8 @@ pub struct FsStats {
 pub struct Opened {
     pub fd: OwnedFd,
     pub key: (u64, u64),
+    /// The backing file is the session's own (upper) copy, not a lower layer's.
+    pub upper: bool,
 }
 
 /// The directories a view is made of.

@@ -142,6 +142,7 @@ impl Overlay {
             Opened {
                 fd: file,
                 key: (st.st_dev, st.st_ino),
+                upper: true,
             },
         ))
     }
