@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -314,4 +315,38 @@ fn a_second_daemon_on_the_same_store_or_socket_refuses_to_start() {
         d.ok(&["status"]);
         assert_eq!(read(m.join("a.txt")), "alpha\n");
     }
+}
+
+/// Runs `goldenfs --socket S ping` as `uid` (via setpriv) and returns its output.
+fn ping_as(d: &Daemon, uid: u32) -> std::process::Output {
+    // The socket's directory must be reachable for another uid to be refused by
+    // the daemon itself (SO_PEERCRED), not by the filesystem.
+    fs::set_permissions(d.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+        ])
+        .arg(BIN)
+        .arg("--socket")
+        .arg(d.socket())
+        .arg("ping")
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+#[test]
+fn daemon_refuses_peers_whose_uid_is_not_allowed() {
+    let d = Daemon::start_with(&["--allow-uid", "4242"]);
+    let refused = ping_as(&d, 4343);
+    assert!(!refused.status.success(), "uid 4343 must be refused");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.starts_with("goldenfs: ") && err.lines().count() == 1, "{err}");
+    let allowed = ping_as(&d, 4242);
+    assert!(
+        allowed.status.success(),
+        "uid 4242 is allowed: {}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
 }
