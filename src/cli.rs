@@ -244,7 +244,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             allow_uid,
             threads,
         } => {
-            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+            // fuser's own unmount-on-drop runs after ours and warns that the
+            // mount is already gone; views report their unmount errors themselves.
+            // RUST_LOG, parsed last, overrides both defaults.
+            env_logger::Builder::new()
+                .filter_level(log::LevelFilter::Info)
+                .filter_module("fuser::mnt", log::LevelFilter::Error)
+                .parse_env(env_logger::Env::default())
+                .init();
             let state_dir = absolute(&state_dir, "--state-dir")?;
             let socket = absolute_lenient(&socket);
             crate::daemon::run(DaemonConfig {
