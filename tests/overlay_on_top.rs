@@ -37,6 +37,15 @@ fn overlay2_dirs(view: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// Kernel log lines logged after `marker` was written to /dev/kmsg.
+fn kernel_log_since(marker: &str) -> Vec<String> {
+    let out = Command::new("dmesg").output().expect("run dmesg");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().rposition(|l| l.contains(marker)).map_or(0, |i| i + 1);
+    lines[start..].iter().map(|l| l.to_string()).collect()
+}
+
 fn umount(p: &Path) {
     let st = Command::new("umount").arg(p).status().expect("run umount");
     assert!(st.success(), "umount {} failed", p.display());
@@ -57,7 +66,18 @@ fn a_kernel_overlayfs_can_be_stacked_on_a_view() {
     for p in [&upper, &work, &merged] {
         fs::create_dir_all(p).unwrap();
     }
+    let marker = format!("goldenfs-test: mounting overlayfs on {}", m.display());
+    fs::write("/dev/kmsg", &marker).expect("write a marker to /dev/kmsg");
     let out = mount_overlay(&lower, &upper, &work, &merged);
+    // overlayfs checks its upper filesystem at mount time and says which
+    // features it turns off; none may be turned off. (Only the lack of
+    // O_TMPFILE is tolerated: fuser 0.18 has no FUSE_TMPFILE, and overlayfs
+    // then copies up through its workdir, losing no feature.)
+    let warnings: Vec<String> = kernel_log_since(&marker)
+        .into_iter()
+        .filter(|l| l.contains("overlayfs:") && !l.contains("does not support tmpfile"))
+        .collect();
+    assert!(warnings.is_empty(), "overlayfs warned about the view: {warnings:#?}");
     assert!(
         out.status.success(),
         "mounting overlayfs on the view failed: {}\n(dmesg usually says 'maximum fs stacking depth exceeded' \

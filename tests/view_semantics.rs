@@ -437,62 +437,6 @@ fn symlinks_in_a_view() {
 }
 
 #[test]
-fn hard_links_in_a_view() {
-    let d = Daemon::start();
-    d.create_project_with("p", fill_sample);
-    let m = d.mount("p", "s1");
-
-    // Link a new file.
-    write(m.join("new.txt"), "one\n");
-    fs::hard_link(m.join("new.txt"), m.join("new-link")).unwrap();
-    let (a, b) = (
-        fs::metadata(m.join("new.txt")).unwrap(),
-        fs::metadata(m.join("new-link")).unwrap(),
-    );
-    assert_eq!(a.ino(), b.ino());
-    assert_eq!(a.nlink(), 2);
-    write(m.join("new-link"), "two\n");
-    assert_eq!(read(m.join("new.txt")), "two\n");
-
-    // Link a lower file: both names share content afterwards.
-    fs::hard_link(m.join("a.txt"), m.join("dir1/a-link")).unwrap();
-    assert_eq!(read(m.join("dir1/a-link")), "alpha\n");
-    assert_eq!(
-        fs::metadata(m.join("a.txt")).unwrap().ino(),
-        fs::metadata(m.join("dir1/a-link")).unwrap().ino()
-    );
-    assert_eq!(fs::metadata(m.join("a.txt")).unwrap().nlink(), 2);
-    fs::OpenOptions::new()
-        .append(true)
-        .open(m.join("dir1/a-link"))
-        .unwrap()
-        .write_all(b"more\n")
-        .unwrap();
-    assert_eq!(read(m.join("a.txt")), "alpha\nmore\n");
-
-    // Unlink one name; the other stays.
-    fs::remove_file(m.join("a.txt")).unwrap();
-    assert_eq!(read(m.join("dir1/a-link")), "alpha\nmore\n");
-    assert_eq!(fs::metadata(m.join("dir1/a-link")).unwrap().nlink(), 1);
-}
-
-#[test]
-fn hard_links_of_device_nodes_work_like_overlayfs_whiteouts() {
-    // The inner overlayfs of dockerd link()s one shared char 0/0 inode.
-    let d = Daemon::start();
-    d.create_project_with("p", fill_sample);
-    let m = d.mount("p", "s1");
-    mknod(&m.join("wh"), libc::S_IFCHR | 0o600, 0).unwrap();
-    for i in 0..3 {
-        fs::hard_link(m.join("wh"), m.join(format!("wh{i}"))).unwrap();
-    }
-    let md = fs::symlink_metadata(m.join("wh2")).unwrap();
-    assert_eq!(md.mode() & libc::S_IFMT, libc::S_IFCHR);
-    assert_eq!(md.rdev(), 0);
-    assert_eq!(md.nlink(), 4);
-}
-
-#[test]
 fn mkdir_and_rmdir_in_a_view() {
     let d = Daemon::start();
     d.create_project_with("p", fill_sample);
@@ -924,23 +868,6 @@ fn copy_up_preserves_mode_owner_and_xattrs() {
     assert_eq!(read(m.join("f")), "data\nmore\n");
     let md = fs::metadata(m.join("dd")).unwrap();
     assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o750, 55, 66));
-}
-
-#[test]
-fn hard_links_in_the_golden_are_one_inode_in_the_view() {
-    let d = Daemon::start();
-    d.create_project_with("p", |s| {
-        write(s.join("one"), "shared\n");
-        fs::hard_link(s.join("one"), s.join("two")).unwrap();
-    });
-    let m = d.mount("p", "s1");
-    let (a, b) = (
-        fs::metadata(m.join("one")).unwrap(),
-        fs::metadata(m.join("two")).unwrap(),
-    );
-    assert_eq!(a.ino(), b.ino(), "hard links of the golden must stay one inode");
-    assert_eq!(a.nlink(), 2);
-    assert_eq!(read(m.join("two")), "shared\n");
 }
 
 #[test]
