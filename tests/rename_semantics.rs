@@ -688,3 +688,39 @@ fn renamed_files_and_dirs_keep_their_inode_numbers() {
     let m = promote_and_mount(&d, "p", "s1", "s2");
     assert_eq!(inos(&m), expect, "after promotion");
 }
+
+#[test]
+fn a_dir_replaced_by_rename_while_open_keeps_its_inode_number_to_itself() {
+    // ext4 reuses a freed inode number at once, and an upper-only directory's
+    // inode number is its node id: the replaced directory, still held by the
+    // kernel, must not lend its number to a new object.
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    for i in 0..3 {
+        fs::create_dir(m.join("victim")).unwrap();
+        let held = fs::File::open(m.join("victim")).unwrap();
+        let held_ino = held.metadata().unwrap().ino();
+        fs::create_dir(m.join("src")).unwrap();
+        mv(&m, "src", "victim");
+        let mut made = Vec::new();
+        for j in 0..8 {
+            let p = m.join(format!("victim/new{j}"));
+            if j % 2 == 0 {
+                fs::create_dir(&p).unwrap();
+                write(p.join("f"), "f");
+            } else {
+                write(&p, "new");
+            }
+            made.push(ino(&p));
+        }
+        assert!(
+            !made.contains(&held_ino),
+            "round {i}: a new object got the held dir's number {held_ino}"
+        );
+        assert_eq!(ls(m.join("victim")).len(), 8, "round {i}");
+        assert_eq!(read(m.join("victim/new0/f")), "f");
+        drop(held);
+        fs::remove_dir_all(m.join("victim")).unwrap();
+    }
+}

@@ -102,6 +102,13 @@ impl Overlay {
         let spfd = self.upper_of(&sdir)?;
         let dpfd = self.upper_of(&ddir)?;
         let work = self.layers.work.as_fd();
+        // A replaced directory the kernel still holds keeps its backing inode
+        // allocated (as rmdir does): its number is the node id and must not
+        // be reused by a new object.
+        let replaced = match &dres.found {
+            Some(Found::Dir { upper: true, .. }) => Some(markers::open_entry(dpfd.as_fd(), new_name)?),
+            _ => None,
+        };
 
         // The thing to move, as an upper entry: (dir fd, name) of where it is now.
         let (from_dir, from_name, built_in_work): (BorrowedFd<'_>, std::ffi::OsString, bool) = match &src {
@@ -165,6 +172,7 @@ impl Overlay {
             self.source_marker(spfd.as_fd(), name, flags)?;
         }
         let mut nodes = self.nodes.write();
+        nodes.unlink_name_keeping(new_parent, new_name, replaced);
         nodes.rename(parent, name, new_parent, new_name);
         // A moved directory now has an upper copy (it may not have had one).
         if let Some(ino) = nodes.child(new_parent, new_name) {
