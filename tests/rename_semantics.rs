@@ -724,3 +724,65 @@ fn a_dir_replaced_by_rename_while_open_keeps_its_inode_number_to_itself() {
         fs::remove_dir_all(m.join("victim")).unwrap();
     }
 }
+
+#[test]
+fn a_dir_with_a_very_long_lower_path_is_renamed_or_refused_with_enametoolong() {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat, renameat};
+    let d = Daemon::start();
+    // Two chains of 250-byte names: ~2 KiB and ~4 KiB (just under PATH_MAX
+    // relative to the view's root; reached through a held directory).
+    let long = |i: usize| format!("{i:02}{}", "n".repeat(248));
+    let short_chain: Vec<String> = (0..8).map(long).collect();
+    let mut long_chain: Vec<String> = (0..16).map(long).collect();
+    long_chain.push("x".repeat(4070 - 16 * 251));
+    d.create_project_with("p", |s| {
+        for (top, chain) in [("s", &short_chain), ("l", &long_chain)] {
+            let mut cur = fs::File::open(s).unwrap();
+            for n in std::iter::once(&top.to_string()).chain(chain.iter()) {
+                mkdirat(&cur, n.as_str(), Mode::from(0o755)).unwrap();
+                cur = openat(&cur, n.as_str(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                    .unwrap()
+                    .into();
+            }
+            let f = openat(&cur, "leaf.txt", OFlags::CREATE | OFlags::WRONLY, Mode::from(0o644)).unwrap();
+            rustix::io::write(&f, b"leaf\n").unwrap();
+        }
+    });
+    let m = d.mount("p", "s1");
+    let (short_top, short_rest) = (short_chain[0].clone(), short_chain[1..].join("/"));
+    let held = fs::File::open(m.join("s").join(&short_top)).unwrap();
+    renameat(&held, short_rest.as_str(), CWD, m.join("short-moved")).unwrap();
+    drop(held);
+    assert_eq!(read(m.join("short-moved/leaf.txt")), "leaf\n");
+
+    let (head, tail) = (long_chain[..8].join("/"), long_chain[8..].join("/"));
+    let held = fs::File::open(m.join("l").join(&head)).unwrap();
+    match renameat(&held, tail.as_str(), CWD, m.join("long-moved")) {
+        Ok(()) => assert_eq!(read(m.join("long-moved/leaf.txt")), "leaf\n"),
+        Err(e) => {
+            assert_eq!(e, Errno::NAMETOOLONG, "a redirect too long to record");
+            assert!(!exists(m.join("long-moved")));
+            let f = openat(
+                &held,
+                format!("{tail}/leaf.txt").as_str(),
+                OFlags::RDONLY,
+                Mode::empty(),
+            )
+            .unwrap();
+            let mut buf = [0u8; 8];
+            let n = rustix::io::read(&f, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"leaf\n");
+            let work = d.state_dir().join("sessions/s1/work");
+            assert_eq!(
+                ls(&work),
+                Vec::<String>::new(),
+                "a refused rename left scratch in work/"
+            );
+        }
+    }
+    drop(held);
+    let m = remount(&d, "p", "s1");
+    assert_eq!(read(m.join("short-moved/leaf.txt")), "leaf\n");
+    assert!(!exists(m.join("s").join(&short_top).join(&short_rest)));
+    assert!(exists(m.join("s").join(&short_top).join(&short_chain[1])));
+}

@@ -124,9 +124,18 @@ impl Overlay {
                     let st = sys::fstat(srcfd.as_fd())?;
                     let tmp = self.tmp_name("mv");
                     sys::mkdir_at(work, &tmp, 0o700)?;
-                    let made = markers::open_entry(work, &tmp)?;
-                    copy_metadata(srcfd.as_fd(), made.as_fd(), &st)?;
-                    markers::set_redirect(made.as_fd(), origin.as_deref().ok_or(Errno::EIO)?)?;
+                    let built = (|| -> Result<(), Errno> {
+                        let made = markers::open_entry(work, &tmp)?;
+                        copy_metadata(srcfd.as_fd(), made.as_fd(), &st)?;
+                        Ok(markers::set_redirect(
+                            made.as_fd(),
+                            origin.as_deref().ok_or(Errno::EIO)?,
+                        )?)
+                    })();
+                    if let Err(e) = built {
+                        let _ = sys::rmdir_at(work, &tmp);
+                        return Err(e);
+                    }
                     (work, tmp, true)
                 } else {
                     let fd = markers::open_entry(spfd.as_fd(), name)?;
@@ -151,7 +160,12 @@ impl Overlay {
         } else {
             RenameFlags::NOREPLACE
         };
-        sys::rename_at(from_dir, &from_name, dpfd.as_fd(), new_name, how)?;
+        if let Err(e) = sys::rename_at(from_dir, &from_name, dpfd.as_fd(), new_name, how) {
+            if built_in_work {
+                let _ = sys::rmdir_at(work, &from_name);
+            }
+            return Err(e.into());
+        }
         let wants_marker = src_in_lower || flags & libc::RENAME_WHITEOUT != 0;
         if swapped {
             // An old whiteout now at the source is exactly what is needed there.
