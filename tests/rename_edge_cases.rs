@@ -48,7 +48,7 @@ impl Rng {
 }
 
 const DIR: &str = "<dir>";
-const NAMES: [&str; 5] = ["a", "b", "c", "dd", "e"];
+const NAMES: &[&str] = &["a", "b", "c", "dd", "e"];
 
 /// Path -> (description as in [`tree`], inode number once known).
 type Model = BTreeMap<String, (String, Option<u64>)>;
@@ -199,7 +199,7 @@ fn run_seed(d: &Daemon, seed: u64, steps: usize) {
         if what < 7 && !entries.is_empty() {
             let src = rng.pick(&entries).clone();
             let parent = rng.pick(&dirs).clone();
-            let dst = join(&parent, *rng.pick(&NAMES[..]));
+            let dst = join(&parent, rng.pick::<&str>(NAMES));
             let flags = *rng.pick(&flag_choices);
             // Ancestor cases have their own test; the kernel answers them anyway.
             if dst == src || below(&dst, &src) || below(&src, &dst) {
@@ -215,7 +215,7 @@ fn run_seed(d: &Daemon, seed: u64, steps: usize) {
             }
         } else if what < 9 {
             let parent = rng.pick(&dirs).clone();
-            let p = join(&parent, *rng.pick(&NAMES[..]));
+            let p = join(&parent, rng.pick::<&str>(NAMES));
             desc = format!("seed {seed} step {step}: create {p}");
             match model.get(&p).map(|v| v.0.clone()) {
                 None if rng.below(2) == 0 => {
