@@ -218,23 +218,24 @@ impl Overlay {
     ) -> Result<(), Errno> {
         let spfd = self.upper_of(sdir)?;
         let dpfd = self.upper_of(ddir)?;
-        let other_in_lower = [self.name_in_lower(ddir, new_name)?, self.name_in_lower(sdir, name)?];
-        for (i, (view, pfd, n, f)) in [(sdir, &spfd, name, src), (ddir, &dpfd, new_name, dst)]
-            .into_iter()
-            .enumerate()
-        {
+        // Each side lands at the other's name: a directory without lower
+        // content of its own must not merge with lower content found there.
+        let sides = [
+            (sdir, name, src, self.name_in_lower(ddir, new_name)?),
+            (ddir, new_name, dst, self.name_in_lower(sdir, name)?),
+        ];
+        for (view, n, f, other_in_lower) in sides {
             if let Found::Dir { lower, origin, .. } = f {
                 let ino = self.nodes.read().child(view.ino, n).ok_or(Errno::ENOENT)?;
                 let fd = self.ensure_upper_dir(ino)?;
                 if !lower.is_empty() {
                     markers::set_redirect(fd.as_fd(), origin.as_deref().ok_or(Errno::EIO)?)?;
-                } else if other_in_lower[i] {
+                } else if other_in_lower {
                     markers::set_opaque(fd.as_fd())?;
                 }
             } else if !f.in_upper() {
-                return Err(Errno::EIO);
+                return Err(Errno::EIO); // copy-up raced
             }
-            let _ = pfd;
         }
         sys::rename_at(spfd.as_fd(), name, dpfd.as_fd(), new_name, RenameFlags::EXCHANGE)?;
         self.nodes.write().exchange((sdir.ino, name), (ddir.ino, new_name));
