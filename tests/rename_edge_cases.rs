@@ -365,3 +365,84 @@ fn a_dir_with_a_very_long_lower_path_is_renamed_or_refused_with_enametoolong() {
     assert!(!exists(m.join("s").join(&short_top).join(&short_rest)));
     assert!(exists(m.join("s").join(&short_top).join(&short_chain[1])));
 }
+
+#[test]
+fn dirs_renamed_while_other_threads_read_write_and_create_inside_them_stay_consistent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+    // Racing operations may find a name gone (ENOENT); nothing else may fail.
+    fn ok_or_enoent<T>(r: std::io::Result<T>, what: &str) {
+        if let Err(e) = r {
+            assert_eq!(errno_of(&e), libc::ENOENT, "{what}: {e}");
+        }
+    }
+    const ROUNDS: usize = 150; // even, and a multiple of 3: every dir ends where it began
+    let d = Daemon::start();
+    d.create_project_with("p", |s| {
+        for t in 0..3 {
+            for i in 0..20 {
+                write(s.join(format!("top{t}/a/b/f{i}.txt")), format!("{t}-{i}\n"));
+            }
+        }
+    });
+    let m = Arc::new(d.mount("p", "s1"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamers: Vec<_> = (0..3)
+        .map(|t| {
+            let m = m.clone();
+            thread::spawn(move || {
+                for r in 0..ROUNDS {
+                    let (from, to) = if r % 2 == 0 { ("top", "moved") } else { ("moved", "top") };
+                    let to = m.join(format!("{to}{t}"));
+                    fs::rename(m.join(format!("{from}{t}")), &to).unwrap_or_else(|e| panic!("{t}/{r}: {e}"));
+                    let (x, y) = [("a", "a2"), ("a2", "a3"), ("a3", "a")][r % 3];
+                    fs::rename(to.join(x), to.join(y)).unwrap_or_else(|e| panic!("{t}/{r} inner: {e}"));
+                }
+            })
+        })
+        .collect();
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let (m, stop) = (m.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    for dir in ["top", "moved"]
+                        .iter()
+                        .flat_map(|top| ["a", "a2", "a3"].map(|a| m.join(format!("{top}{t}/{a}/b"))))
+                    {
+                        let f = dir.join(format!("f{}.txt", i % 20));
+                        let r = fs::read_to_string(&f);
+                        if let Ok(s) = &r {
+                            assert!(s.starts_with(&format!("{t}-")), "{}: {s:?}", f.display());
+                        }
+                        ok_or_enoent(r, "read");
+                        let append = fs::OpenOptions::new().append(true).open(&f);
+                        ok_or_enoent(
+                            append.and_then(|mut h| std::io::Write::write_all(&mut h, b"+")),
+                            "append",
+                        );
+                        ok_or_enoent(fs::write(dir.join(format!("new{t}-{i}.txt")), "n"), "create");
+                        ok_or_enoent(fs::read_dir(&dir).map(|rd| rd.count()), "readdir");
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in renamers {
+        h.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in workers {
+        h.join().unwrap();
+    }
+    let before = snapshot(&m);
+    for t in 0..3 {
+        assert_eq!(ls(m.join(format!("top{t}"))), vec!["a"]);
+        assert!(ls(m.join(format!("top{t}/a/b"))).len() >= 20);
+    }
+    let m = remount(&d, "p", "s1");
+    assert!(snapshot(&m) == before, "the view changed across remount");
+}
