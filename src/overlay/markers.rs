@@ -82,14 +82,19 @@ pub fn set_opaque(fd: BorrowedFd<'_>) -> io::Result<()> {
     xattr::set(fd, OsStr::new(OPAQUE), b"y", xattr::XattrFlags::empty())
 }
 
+/// Records where a renamed directory's lower content lives. A path longer
+/// than the backing filesystem can store in an xattr (ext4: about one block)
+/// is `ENAMETOOLONG`: the disk is not full, the path is too long to record.
 pub fn set_redirect(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
-    xattr::set(
-        fd,
-        OsStr::new(REDIRECT),
-        path.as_os_str().as_bytes(),
-        xattr::XattrFlags::empty(),
-    )
+    let value = path.as_os_str().as_bytes();
+    xattr::set(fd, OsStr::new(REDIRECT), value, xattr::XattrFlags::empty()).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::E2BIG) if value.len() > NAME_MAX => io::Error::from_raw_os_error(libc::ENAMETOOLONG),
+        _ => e,
+    })
 }
+
+/// Longest single name: a longer redirect is a path of several names.
+const NAME_MAX: usize = 255;
 
 /// Creates a goldenfs whiteout named `name` in `dir` (used in the work dir,
 /// then renamed into place so a half-made whiteout is never visible).

@@ -102,6 +102,13 @@ impl Overlay {
         let spfd = self.upper_of(&sdir)?;
         let dpfd = self.upper_of(&ddir)?;
         let work = self.layers.work.as_fd();
+        // A replaced directory the kernel still holds keeps its backing inode
+        // allocated (as rmdir does): its number is the node id and must not
+        // be reused by a new object.
+        let replaced = match &dres.found {
+            Some(Found::Dir { upper: true, .. }) => Some(markers::open_entry(dpfd.as_fd(), new_name)?),
+            _ => None,
+        };
 
         // The thing to move, as an upper entry: (dir fd, name) of where it is now.
         let (from_dir, from_name, built_in_work): (BorrowedFd<'_>, std::ffi::OsString, bool) = match &src {
@@ -117,9 +124,18 @@ impl Overlay {
                     let st = sys::fstat(srcfd.as_fd())?;
                     let tmp = self.tmp_name("mv");
                     sys::mkdir_at(work, &tmp, 0o700)?;
-                    let made = markers::open_entry(work, &tmp)?;
-                    copy_metadata(srcfd.as_fd(), made.as_fd(), &st)?;
-                    markers::set_redirect(made.as_fd(), origin.as_deref().ok_or(Errno::EIO)?)?;
+                    let built = (|| -> Result<(), Errno> {
+                        let made = markers::open_entry(work, &tmp)?;
+                        copy_metadata(srcfd.as_fd(), made.as_fd(), &st)?;
+                        Ok(markers::set_redirect(
+                            made.as_fd(),
+                            origin.as_deref().ok_or(Errno::EIO)?,
+                        )?)
+                    })();
+                    if let Err(e) = built {
+                        let _ = sys::rmdir_at(work, &tmp);
+                        return Err(e);
+                    }
                     (work, tmp, true)
                 } else {
                     let fd = markers::open_entry(spfd.as_fd(), name)?;
@@ -144,7 +160,12 @@ impl Overlay {
         } else {
             RenameFlags::NOREPLACE
         };
-        sys::rename_at(from_dir, &from_name, dpfd.as_fd(), new_name, how)?;
+        if let Err(e) = sys::rename_at(from_dir, &from_name, dpfd.as_fd(), new_name, how) {
+            if built_in_work {
+                let _ = sys::rmdir_at(work, &from_name);
+            }
+            return Err(e.into());
+        }
         let wants_marker = src_in_lower || flags & libc::RENAME_WHITEOUT != 0;
         if swapped {
             // An old whiteout now at the source is exactly what is needed there.
@@ -165,6 +186,7 @@ impl Overlay {
             self.source_marker(spfd.as_fd(), name, flags)?;
         }
         let mut nodes = self.nodes.write();
+        nodes.unlink_name_keeping(new_parent, new_name, replaced);
         nodes.rename(parent, name, new_parent, new_name);
         // A moved directory now has an upper copy (it may not have had one).
         if let Some(ino) = nodes.child(new_parent, new_name) {
@@ -196,23 +218,24 @@ impl Overlay {
     ) -> Result<(), Errno> {
         let spfd = self.upper_of(sdir)?;
         let dpfd = self.upper_of(ddir)?;
-        let other_in_lower = [self.name_in_lower(ddir, new_name)?, self.name_in_lower(sdir, name)?];
-        for (i, (view, pfd, n, f)) in [(sdir, &spfd, name, src), (ddir, &dpfd, new_name, dst)]
-            .into_iter()
-            .enumerate()
-        {
+        // Each side lands at the other's name: a directory without lower
+        // content of its own must not merge with lower content found there.
+        let sides = [
+            (sdir, name, src, self.name_in_lower(ddir, new_name)?),
+            (ddir, new_name, dst, self.name_in_lower(sdir, name)?),
+        ];
+        for (view, n, f, other_in_lower) in sides {
             if let Found::Dir { lower, origin, .. } = f {
                 let ino = self.nodes.read().child(view.ino, n).ok_or(Errno::ENOENT)?;
                 let fd = self.ensure_upper_dir(ino)?;
                 if !lower.is_empty() {
                     markers::set_redirect(fd.as_fd(), origin.as_deref().ok_or(Errno::EIO)?)?;
-                } else if other_in_lower[i] {
+                } else if other_in_lower {
                     markers::set_opaque(fd.as_fd())?;
                 }
             } else if !f.in_upper() {
-                return Err(Errno::EIO);
+                return Err(Errno::EIO); // copy-up raced
             }
-            let _ = pfd;
         }
         sys::rename_at(spfd.as_fd(), name, dpfd.as_fd(), new_name, RenameFlags::EXCHANGE)?;
         self.nodes.write().exchange((sdir.ino, name), (ddir.ino, new_name));
