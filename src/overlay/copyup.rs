@@ -175,14 +175,16 @@ impl Overlay {
     }
 }
 
-/// Copies user-visible xattrs, owner, mode and times from `src` to `dst`
-/// (both may be `O_PATH`). Owner before mode: chown clears setuid bits.
+/// Copies owner, mode, user-visible xattrs and times from `src` to `dst`
+/// (both may be `O_PATH`). The order matters: chown clears setuid/setgid
+/// (so mode comes after it) and drops `security.capability` (so xattrs come
+/// after it); times come last, as everything else bumps them.
 pub(super) fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &Stat) -> Result<(), Errno> {
-    copy::copy_xattrs(src, dst, |n| !markers::is_private(n))?;
     sys::chown_fd(dst, Some(st.st_uid), Some(st.st_gid))?;
     if Kind::from_mode(st.st_mode) != Kind::Symlink {
         sys::chmod_fd(dst, st.st_mode)?;
     }
+    copy::copy_xattrs(src, dst, |n| !markers::is_private(n))?;
     sys::utimes_fd(
         dst,
         Some(Some((st.st_atime, st.st_atime_nsec as i64))),
