@@ -336,6 +336,43 @@ fn fallocate_on_a_lower_file_allocates_keeps_size_and_punches_holes() {
     check(&m);
 }
 
+#[test]
+fn reading_and_copying_up_lower_files_leaves_the_layer_atime_alone() {
+    // atime older than mtime: under relatime any read would move it.
+    let d = Daemon::start();
+    d.create_project_with("p", |s| {
+        for f in ["read-me", "copy-me"] {
+            write(s.join(f), vec![b'r'; 100_000]);
+            set_times(&s.join(f), (1_000_000_000, 0), (1_100_000_000, 0)).unwrap();
+        }
+    });
+    let atime = |p: &Path| {
+        let md = fs::symlink_metadata(p).unwrap();
+        (md.atime(), md.atime_nsec())
+    };
+    let (read_me, copy_me) = (in_layer(&d, "read-me"), in_layer(&d, "copy-me"));
+    assert_eq!(atime(&read_me), (1_000_000_000, 0));
+    let m = d.mount("p", "s1");
+    assert_eq!(fs::read(m.join("read-me")).unwrap().len(), 100_000);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("copy-me"))
+        .unwrap()
+        .write_all(b"more")
+        .unwrap();
+    assert_eq!(
+        atime(&read_me),
+        (1_000_000_000, 0),
+        "a read through the view moved the layer's atime"
+    );
+    assert_eq!(atime(&copy_me), (1_000_000_000, 0), "copy-up moved the layer's atime");
+    assert_eq!(
+        atime(&m.join("copy-me")),
+        (1_000_000_000, 0),
+        "copy-up did not keep atime"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 2. setuid/setgid clearing on write and truncate
 // ---------------------------------------------------------------------------

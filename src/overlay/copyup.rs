@@ -112,7 +112,7 @@ impl Overlay {
         let kind = Kind::from_mode(st.st_mode);
         match kind {
             Kind::File => {
-                let from = sys::reopen(src, OFlags::RDONLY)?;
+                let from = sys::with_noatime(OFlags::RDONLY, |f| sys::reopen(src, f))?;
                 let to = sys::open_at(work, tmp, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, 0o600)?;
                 copy::clone_or_copy_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
             }

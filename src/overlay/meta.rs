@@ -36,7 +36,8 @@ impl Overlay {
         let (fd, upper) = match data {
             NodeData::File(FileBacking::Upper(p)) => (sys::reopen(p.as_fd(), acc | data_flags(flags))?, true),
             NodeData::File(FileBacking::Lower { layer, path }) => {
-                (self.open_lower(layer, &path, acc | data_flags(flags))?, false)
+                let fd = sys::with_noatime(acc | data_flags(flags), |f| Ok(self.open_lower(layer, &path, f)?))?;
+                (fd, false)
             }
             NodeData::Dir(_) => return Err(Errno::EISDIR),
         };

@@ -332,6 +332,16 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
     rustix::fs::open(proc_fd_path(fd).as_str(), flags | OFlags::CLOEXEC, Mode::empty()).map_err(io::Error::from)
 }
 
+/// Opens for reading without moving the file's atime (`O_NOATIME`): the
+/// layers are shared and immutable. Falls back to a plain open where the
+/// kernel refuses `O_NOATIME` (neither the file's owner nor `CAP_FOWNER`).
+pub fn with_noatime(flags: OFlags, open: impl Fn(OFlags) -> io::Result<OwnedFd>) -> io::Result<OwnedFd> {
+    match open(flags | OFlags::NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(flags),
+        other => other,
+    }
+}
+
 /// `chmod` of the object behind an fd (may be `O_PATH`; not for symlinks).
 pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     rustix::fs::chmod(proc_fd_path(fd).as_str(), Mode::from_raw_mode(mode & 0o7777)).map_err(io::Error::from)
