@@ -538,11 +538,12 @@ impl Filesystem for FuseView {
         _fh: FileHandle,
         _flags: IoctlFlags,
         cmd: u32,
-        _in_data: &[u8],
+        in_data: &[u8],
         out_size: u32,
         reply: ReplyIoctl,
     ) {
-        match self.core.ioctl_read(ino.0, cmd, out_size as usize) {
+        match self.core.ioctl(ino.0, cmd, in_data) {
+            Ok(data) if data.len() > out_size as usize => reply.error(FErrno::EINVAL),
             Ok(data) => reply.ioctl(0, &data),
             Err(e) => reply.error(err(e)),
         }
