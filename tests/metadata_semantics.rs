@@ -1048,3 +1048,34 @@ fn a_kernel_overlayfs_on_the_view_copies_up_files_with_inode_flags() {
     assert_eq!(read(upper.join("etc/hosts")), "127.0.0.1 localhost\n10.0.0.1 db\n");
     assert_ne!(getflags(&upper.join("etc/hosts")).unwrap() & FS_NOATIME_FL, 0);
 }
+
+#[test]
+fn an_open_directory_lists_at_its_first_read_and_again_after_rewind() {
+    // The kernel opens directories also just to ask for their flags, so the
+    // view lists a directory when it is first read, not when it is opened.
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    let names = |dir: &mut rustix::fs::Dir| {
+        let mut v: Vec<String> = std::iter::from_fn(|| dir.read())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        v.sort();
+        v
+    };
+    let fd = rustix::fs::open(
+        m.join("dir1"),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    assert_ne!(getflags(&m.join("dir1")).unwrap(), u32::MAX); // an open only for flags
+    write(m.join("dir1/after-open"), "a");
+    let mut dir = rustix::fs::Dir::new(fd).unwrap();
+    assert_eq!(names(&mut dir), vec!["after-open", "nested", "x.txt"]);
+    fs::remove_file(m.join("dir1/x.txt")).unwrap();
+    write(m.join("dir1/after-read"), "b");
+    dir.rewind();
+    assert_eq!(names(&mut dir), vec!["after-open", "after-read", "nested"]);
+}
