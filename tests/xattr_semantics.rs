@@ -537,3 +537,54 @@ fn a_write_drops_security_capability_like_the_kernel_does() {
     let other = d.mount("p", "s2");
     assert!(get(&other.join("lower-pt"), CAP).is_some());
 }
+
+#[test]
+fn xattrs_in_a_promoted_layer_pass_through_without_goldenfs_markers() {
+    // A promoted upper becomes a layer that carries goldenfs's markers (the
+    // origin of copied-up files): the next views show its xattrs, never the
+    // markers, and copy up from it.
+    let d = Daemon::start();
+    d.create_project_with("p", fill_sample);
+    let m = d.mount("p", "s1");
+    xattr::set(&m.join("a.txt"), "user.gen2", b"file").unwrap(); // copied up: gets an origin marker
+    xattr::set(&m.join("dir1"), "trusted.gen2", b"dir").unwrap();
+    lchown(&m.join("link"), 9, 9).unwrap();
+    xattr::set(&m.join("link"), "trusted.gen2", b"symlink").unwrap();
+    let ino = fs::metadata(m.join("a.txt")).unwrap().ino();
+    d.unmount("s1");
+    d.ok(&["promote", "p", "s1"]);
+    assert!(
+        xattr::list(&in_top_layer(&d, "a.txt"))
+            .unwrap()
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("trusted.goldenfs.")),
+        "expected the promoted layer to carry an origin marker on a.txt"
+    );
+
+    let m = d.mount("p", "s2");
+    assert_eq!(names(&m.join("a.txt")), vec!["user.gen2"]);
+    assert_eq!(names(&m.join("dir1")), vec!["trusted.gen2"]);
+    assert_eq!(names(&m.join("link")), vec!["trusted.gen2"]);
+    assert_eq!(get(&m.join("link"), "trusted.gen2").as_deref(), Some(&b"symlink"[..]));
+    // Copy-up from the promoted layer keeps the xattrs and the inode number.
+    xattr::set(&m.join("a.txt"), "user.gen3", b"more").unwrap();
+    xattr::remove(&m.join("dir1"), "trusted.gen2").unwrap();
+    xattr::set(&m.join("link"), "trusted.gen3", b"more").unwrap();
+    assert_eq!(names(&m.join("a.txt")), vec!["user.gen2", "user.gen3"]);
+    assert!(names(&m.join("dir1")).is_empty());
+    assert_eq!(names(&m.join("link")), vec!["trusted.gen2", "trusted.gen3"]);
+    assert_eq!(fs::metadata(m.join("a.txt")).unwrap().ino(), ino);
+    let up = upper_of(&d, "s2");
+    assert_eq!(get(&up.join("a.txt"), "user.gen2").as_deref(), Some(&b"file"[..]));
+    assert_eq!(read(m.join("a.txt")), "alpha\n");
+}
+
+/// `rel` in the layer that generation 2 of project `p` added (ids are `<project>-g<N>-<nanos>`).
+fn in_top_layer(d: &Daemon, rel: &str) -> PathBuf {
+    fs::read_dir(d.layers_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("p-g2-")))
+        .map(|p| p.join(rel))
+        .expect("the layer of generation 2")
+}
