@@ -35,9 +35,10 @@ enum Handle {
         mode: OpenMode,
     },
     Version,
+    /// Listed at the first `readdir` (not at `opendir`: the kernel also opens
+    /// directories only to ask for their attribute flags), and again on rewind.
     Dir {
-        entries: Vec<DirEntry>,
-        served: bool,
+        entries: Option<Vec<DirEntry>>,
     },
 }
 
@@ -421,34 +422,28 @@ impl Filesystem for FuseView {
         );
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.core.list_dir(ino.0) {
-            Ok(entries) => {
-                let fh = self.add_handle(Handle::Dir { entries, served: false });
-                reply.opened(FileHandle(fh), FopenFlags::empty());
-            }
-            Err(e) => reply.error(err(e)),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fh = self.add_handle(Handle::Dir { entries: None });
+        reply.opened(FileHandle(fh), FopenFlags::empty());
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        // A read from offset 0 after the first one is a rewinddir: refresh.
-        let refresh = offset == 0 && matches!(self.handles.lock().get(&fh.0), Some(Handle::Dir { served: true, .. }));
-        if refresh {
+        // The first read, or one from offset 0 after it (a rewinddir): list.
+        let list = offset == 0 || matches!(self.handles.lock().get(&fh.0), Some(Handle::Dir { entries: None }));
+        if list {
             match self.core.list_dir(ino.0) {
                 Ok(fresh) => {
-                    if let Some(Handle::Dir { entries, .. }) = self.handles.lock().get_mut(&fh.0) {
-                        *entries = fresh;
+                    if let Some(Handle::Dir { entries }) = self.handles.lock().get_mut(&fh.0) {
+                        *entries = Some(fresh);
                     }
                 }
                 Err(e) => return reply.error(err(e)),
             }
         }
-        let mut handles = self.handles.lock();
-        let Some(Handle::Dir { entries, served }) = handles.get_mut(&fh.0) else {
+        let handles = self.handles.lock();
+        let Some(Handle::Dir { entries: Some(entries) }) = handles.get(&fh.0) else {
             return reply.error(FErrno::EBADF);
         };
-        *served = true;
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
                 break;
@@ -538,11 +533,12 @@ impl Filesystem for FuseView {
         _fh: FileHandle,
         _flags: IoctlFlags,
         cmd: u32,
-        _in_data: &[u8],
+        in_data: &[u8],
         out_size: u32,
         reply: ReplyIoctl,
     ) {
-        match self.core.ioctl_read(ino.0, cmd, out_size as usize) {
+        match self.core.ioctl(ino.0, cmd, in_data) {
+            Ok(data) if data.len() > out_size as usize => reply.error(FErrno::EINVAL),
             Ok(data) => reply.ioctl(0, &data),
             Err(e) => reply.error(err(e)),
         }

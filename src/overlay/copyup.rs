@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::markers;
+use super::meta::SETTABLE_FLAGS;
 use super::node::{FileBacking, NodeData};
 use super::{Ino, Kind, Overlay};
 use crate::error::Errno;
@@ -112,7 +113,7 @@ impl Overlay {
         let kind = Kind::from_mode(st.st_mode);
         match kind {
             Kind::File => {
-                let from = sys::reopen(src, OFlags::RDONLY)?;
+                let from = sys::with_noatime(OFlags::RDONLY, |f| sys::reopen(src, f))?;
                 let to = sys::open_at(work, tmp, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, 0o600)?;
                 copy::clone_or_copy_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
             }
@@ -175,18 +176,43 @@ impl Overlay {
     }
 }
 
-/// Copies user-visible xattrs, owner, mode and times from `src` to `dst`
-/// (both may be `O_PATH`). Owner before mode: chown clears setuid bits.
+/// Copies owner, mode, user-visible xattrs and times from `src` to `dst`
+/// (both may be `O_PATH`). The order matters: chown clears setuid/setgid
+/// (so mode comes after it) and drops `security.capability` (so xattrs come
+/// after it); times come last, as everything else bumps them.
 pub(super) fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &Stat) -> Result<(), Errno> {
-    copy::copy_xattrs(src, dst, |n| !markers::is_private(n))?;
     sys::chown_fd(dst, Some(st.st_uid), Some(st.st_gid))?;
     if Kind::from_mode(st.st_mode) != Kind::Symlink {
         sys::chmod_fd(dst, st.st_mode)?;
+    }
+    copy::copy_xattrs(src, dst, |n| !markers::is_private(n))?;
+    match Kind::from_mode(st.st_mode) {
+        Kind::File => copy_inode_flags(src, dst, OFlags::RDONLY | OFlags::NONBLOCK)?,
+        Kind::Dir => copy_inode_flags(src, dst, OFlags::RDONLY | OFlags::DIRECTORY)?,
+        _ => {}
     }
     sys::utimes_fd(
         dst,
         Some(Some((st.st_atime, st.st_atime_nsec as i64))),
         Some(Some((st.st_mtime, st.st_mtime_nsec as i64))),
     )?;
+    Ok(())
+}
+
+/// Carries the harmless inode flags (noatime, sync, ...) of `src` over to
+/// `dst`, as overlayfs does, so `lsattr` does not change on copy-up. Skipped
+/// where the filesystem has no flags.
+fn copy_inode_flags(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, open: OFlags) -> Result<(), Errno> {
+    let Ok(want) = sys::get_inode_flags(sys::reopen(src, open)?.as_fd()) else {
+        return Ok(());
+    };
+    let to = sys::reopen(dst, open)?;
+    let Ok(have) = sys::get_inode_flags(to.as_fd()) else {
+        return Ok(());
+    };
+    let flags = (have & !SETTABLE_FLAGS) | (want & SETTABLE_FLAGS);
+    if flags != have {
+        sys::set_inode_flags(to.as_fd(), flags)?;
+    }
     Ok(())
 }

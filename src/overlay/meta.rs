@@ -11,10 +11,31 @@ use super::{Attr, Ino, Kind, Opened, Overlay, SetAttr, VERSION_INO};
 use crate::error::Errno;
 use crate::sys::{self, OFlags, xattr};
 
-/// `FS_IOC_GETFLAGS` and `FS_IOC_FSGETXATTR`: the attribute queries that
-/// kernel overlayfs makes on copy-up from a FUSE lower.
+/// The file-attribute ioctls (`chattr`, `xfs_io`). Kernel overlayfs asks a
+/// FUSE lower for them on copy-up, and sets the result on its upper.
 pub const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+pub const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
 pub const FS_IOC_FSGETXATTR: u32 = 0x801c_581f;
+pub const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
+
+const FS_SYNC_FL: u32 = 0x8;
+const FS_NODUMP_FL: u32 = 0x40;
+const FS_NOATIME_FL: u32 = 0x80;
+const FS_DIRSYNC_FL: u32 = 0x1_0000;
+const FS_XFLAG_SYNC: u32 = 0x20;
+const FS_XFLAG_NOATIME: u32 = 0x40;
+const FS_XFLAG_NODUMP: u32 = 0x80;
+
+/// The inode flags a view lets its clients change: those overlayfs copies up
+/// (sync, noatime) and other harmless ones. Never immutable or append-only:
+/// the daemon must stay able to rename, link and remove the session's files.
+pub(super) const SETTABLE_FLAGS: u32 = FS_SYNC_FL | FS_NODUMP_FL | FS_NOATIME_FL | FS_DIRSYNC_FL;
+const SETTABLE_XFLAGS: u32 = FS_XFLAG_SYNC | FS_XFLAG_NOATIME | FS_XFLAG_NODUMP;
+
+/// The flag word of a `FS_IOC_GETFLAGS` answer or a `struct fsxattr` (its first field).
+fn flag_word(b: &[u8]) -> u32 {
+    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+}
 
 impl Overlay {
     /// An `O_PATH` handle on the current top copy of `ino` (for xattrs).
@@ -36,7 +57,8 @@ impl Overlay {
         let (fd, upper) = match data {
             NodeData::File(FileBacking::Upper(p)) => (sys::reopen(p.as_fd(), acc | data_flags(flags))?, true),
             NodeData::File(FileBacking::Lower { layer, path }) => {
-                (self.open_lower(layer, &path, acc | data_flags(flags))?, false)
+                let fd = sys::with_noatime(acc | data_flags(flags), |f| Ok(self.open_lower(layer, &path, f)?))?;
+                (fd, false)
             }
             NodeData::Dir(_) => return Err(Errno::EISDIR),
         };
@@ -138,35 +160,79 @@ impl Overlay {
         Ok(xattr::remove(fd.as_fd(), name)?)
     }
 
-    /// Answers the file-attribute ioctls from the backing object; others get ENOTTY.
-    pub fn ioctl_read(&self, ino: Ino, cmd: u32, out_size: usize) -> Result<Vec<u8>, Errno> {
-        let need = match cmd {
-            FS_IOC_GETFLAGS => 4,
-            FS_IOC_FSGETXATTR => 28,
+    /// Answers the file-attribute ioctls (others get ENOTTY): reads report
+    /// the object's top copy; a change, of [`SETTABLE_FLAGS`] only, copies the
+    /// object up and applies to its upper copy. Returns the output data.
+    pub fn ioctl(&self, ino: Ino, cmd: u32, input: &[u8]) -> Result<Vec<u8>, Errno> {
+        let fsx = match cmd {
+            FS_IOC_GETFLAGS | FS_IOC_SETFLAGS => false,
+            FS_IOC_FSGETXATTR | FS_IOC_FSSETXATTR => true,
             _ => return Err(Errno::ENOTTY),
         };
+        let size = if fsx { size_of::<sys::FsxAttr>() } else { 4 };
         if ino == VERSION_INO {
-            return Ok(vec![0; need.min(out_size.max(need))]);
+            return match cmd {
+                FS_IOC_GETFLAGS | FS_IOC_FSGETXATTR => Ok(vec![0; size]),
+                _ => Err(Errno::EPERM),
+            };
         }
-        let _ns = self.ns.read();
-        let fd = self.object_fd(ino)?;
-        let kind = self.nodes.read().get(ino)?.kind;
-        let flags = if kind == Kind::Dir {
-            OFlags::RDONLY | OFlags::DIRECTORY
-        } else {
-            OFlags::RDONLY | OFlags::NONBLOCK
+        let current = {
+            let _ns = self.ns.read();
+            read_fileattr(self.open_for_fileattr(ino)?.as_fd(), fsx)?
         };
-        let real = sys::reopen(fd.as_fd(), flags)?;
-        let mut buf = vec![0u8; need.max(8)];
-        match sys::ioctl_read(real.as_fd(), cmd, &mut buf) {
-            Ok(_) => {
-                buf.truncate(need);
-                Ok(buf)
-            }
-            Err(e) => match e.raw_os_error() {
-                Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Err(Errno::ENOTTY),
-                _ => Err(e.into()),
-            },
+        if cmd == FS_IOC_GETFLAGS || cmd == FS_IOC_FSGETXATTR {
+            return Ok(current);
         }
+        let new = input.get(..size).ok_or(Errno::EINVAL)?;
+        let mask = if fsx { SETTABLE_XFLAGS } else { SETTABLE_FLAGS };
+        let (cur_word, new_word) = (flag_word(&current), flag_word(new));
+        // Of a struct fsxattr, extsize, projid and cowextsize must stay (nextents is informative).
+        let rest_same = !fsx || (new[4..8] == current[4..8] && new[12..20] == current[12..20]);
+        if !rest_same || (cur_word ^ new_word) & !mask != 0 {
+            return Err(Errno::ENOTSUP);
+        }
+        if cur_word == new_word {
+            return Ok(Vec::new());
+        }
+        self.copy_up(ino)?;
+        let _ns = self.ns.read();
+        let real = self.open_for_fileattr(ino)?;
+        // Onto the upper copy's own flags: they need not be the lower copy's.
+        let mut attr = read_fileattr(real.as_fd(), fsx)?;
+        let word = (flag_word(&attr) & !mask) | (new_word & mask);
+        attr[..4].copy_from_slice(&word.to_ne_bytes());
+        if fsx {
+            let mut raw = sys::FsxAttr::default();
+            raw.copy_from_slice(&attr);
+            sys::set_fsxattr(real.as_fd(), &raw)?;
+        } else {
+            sys::set_inode_flags(real.as_fd(), word)?;
+        }
+        Ok(Vec::new())
     }
+
+    /// Opens the top copy of a regular file or directory for attribute ioctls.
+    fn open_for_fileattr(&self, ino: Ino) -> Result<OwnedFd, Errno> {
+        let fd = self.object_fd(ino)?;
+        let flags = match self.nodes.read().get(ino)?.kind {
+            Kind::Dir => OFlags::RDONLY | OFlags::DIRECTORY,
+            Kind::File => OFlags::RDONLY | OFlags::NONBLOCK,
+            _ => return Err(Errno::ENOTTY),
+        };
+        Ok(sys::reopen(fd.as_fd(), flags)?)
+    }
+}
+
+/// The backing object's inode flags (4 bytes) or `struct fsxattr`; ENOTTY
+/// where its filesystem has none.
+fn read_fileattr(fd: std::os::fd::BorrowedFd<'_>, fsx: bool) -> Result<Vec<u8>, Errno> {
+    let r = if fsx {
+        sys::get_fsxattr(fd).map(|a| a.to_vec())
+    } else {
+        sys::get_inode_flags(fd).map(|f| f.to_ne_bytes().to_vec())
+    };
+    r.map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Errno::ENOTTY,
+        _ => e.into(),
+    })
 }

@@ -306,19 +306,42 @@ pub fn device_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(fstat(fd)?.st_dev)
 }
 
-/// `FS_IOC_GETFLAGS` / `FS_IOC_FSGETXATTR` style ioctls that read into a buffer.
-///
-/// Only the file-attribute queries the kernel's overlayfs issues on copy-up
-/// are forwarded; the answer is the backing file's.
+/// `FS_IOC_GETFLAGS`: the inode flags (`chattr`'s).
+pub fn get_inode_flags(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    rustix::fs::ioctl_getflags(fd)
+        .map(|f| f.bits())
+        .map_err(io::Error::from)
+}
+
+/// `FS_IOC_SETFLAGS`.
+pub fn set_inode_flags(fd: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    rustix::fs::ioctl_setflags(fd, rustix::fs::IFlags::from_bits_retain(flags)).map_err(io::Error::from)
+}
+
+/// A raw `struct fsxattr` (28 bytes: xflags, extsize, nextents, projid, cowextsize, padding).
+pub type FsxAttr = [u8; 28];
+
+const FS_IOC_FSGETXATTR: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<FsxAttr>(b'X', 31);
+const FS_IOC_FSSETXATTR: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<FsxAttr>(b'X', 32);
+
+/// `FS_IOC_FSGETXATTR`.
 #[allow(unsafe_code)]
-pub fn ioctl_read(fd: BorrowedFd<'_>, cmd: u32, out: &mut [u8]) -> io::Result<i32> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `out` is a valid writable buffer; callers only pass the
-    // commands FS_IOC_GETFLAGS (writes a c_int, 4 bytes) and
-    // FS_IOC_FSGETXATTR (writes a 28-byte struct fsxattr), and check that
-    // `out` is at least that large before calling.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, out.as_mut_ptr()) };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+pub fn get_fsxattr(fd: BorrowedFd<'_>) -> io::Result<FsxAttr> {
+    // SAFETY: FS_IOC_FSGETXATTR writes one `struct fsxattr`, 28 bytes, which
+    // is exactly the Getter's output type.
+    let get = unsafe { rustix::ioctl::Getter::<FS_IOC_FSGETXATTR, FsxAttr>::new() };
+    // SAFETY: `get` pairs the opcode with its matching output type (above).
+    unsafe { rustix::ioctl::ioctl(fd, get) }.map_err(io::Error::from)
+}
+
+/// `FS_IOC_FSSETXATTR`.
+#[allow(unsafe_code)]
+pub fn set_fsxattr(fd: BorrowedFd<'_>, attr: &FsxAttr) -> io::Result<()> {
+    // SAFETY: FS_IOC_FSSETXATTR reads one 28-byte `struct fsxattr` through
+    // the pointer the Setter passes, and does not keep it.
+    let set = unsafe { rustix::ioctl::Setter::<FS_IOC_FSSETXATTR, FsxAttr>::new(*attr) };
+    // SAFETY: `set` pairs the opcode with its matching input type (above).
+    unsafe { rustix::ioctl::ioctl(fd, set) }.map_err(io::Error::from)
 }
 
 /// `/proc/self/fd/N`: names the object an fd (possibly `O_PATH`) refers to.
@@ -330,6 +353,16 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
 /// Re-opens the regular file or directory behind an `O_PATH` fd with real access flags.
 pub fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
     rustix::fs::open(proc_fd_path(fd).as_str(), flags | OFlags::CLOEXEC, Mode::empty()).map_err(io::Error::from)
+}
+
+/// Opens for reading without moving the file's atime (`O_NOATIME`): the
+/// layers are shared and immutable. Falls back to a plain open where the
+/// kernel refuses `O_NOATIME` (neither the file's owner nor `CAP_FOWNER`).
+pub fn with_noatime(flags: OFlags, open: impl Fn(OFlags) -> io::Result<OwnedFd>) -> io::Result<OwnedFd> {
+    match open(flags | OFlags::NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(flags),
+        other => other,
+    }
 }
 
 /// `chmod` of the object behind an fd (may be `O_PATH`; not for symlinks).
