@@ -81,3 +81,62 @@ fn hard_links_in_the_golden_are_one_inode_in_the_view() {
     assert_eq!(a.nlink(), 2);
     assert_eq!(read(m.join("two")), "shared\n");
 }
+
+#[test]
+fn copy_up_of_a_golden_hard_link_brings_up_every_name_as_one_inode() {
+    let d = Daemon::start();
+    d.create_project_with("p", |s| {
+        write(s.join("bin/tool"), "v1\n");
+        fs::create_dir_all(s.join("libexec/deep")).unwrap();
+        fs::hard_link(s.join("bin/tool"), s.join("bin/tool-alias")).unwrap();
+        fs::hard_link(s.join("bin/tool"), s.join("libexec/deep/tool")).unwrap();
+        fs::hard_link(s.join("bin/tool"), s.join("deleted-alias")).unwrap();
+        write(s.join("bin/other"), "other\n");
+    });
+    let layers = d.layers_dir();
+    let layers_before = snapshot(&layers);
+    let m = d.mount("p", "s1");
+    let ino = fs::metadata(m.join("bin/tool")).unwrap().ino();
+    assert_eq!(fs::metadata(m.join("bin/tool")).unwrap().nlink(), 4);
+    // One name is deleted in the view first: it must stay deleted.
+    fs::remove_file(m.join("deleted-alias")).unwrap();
+
+    // Writing through one name changes what every name shows.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("libexec/deep/tool"))
+        .unwrap()
+        .write_all(b"v2\n")
+        .unwrap();
+    let check = |m: &std::path::Path| {
+        for name in ["bin/tool", "bin/tool-alias", "libexec/deep/tool"] {
+            assert_eq!(read(m.join(name)), "v1\nv2\n", "{name} must show the write");
+            let md = fs::metadata(m.join(name)).unwrap();
+            assert_eq!(md.ino(), ino, "{name} keeps the inode number");
+            assert_eq!(md.nlink(), 3, "{name}: three names remain");
+        }
+        assert!(!exists(m.join("deleted-alias")), "a deleted name must not come back");
+        assert_eq!(read(m.join("bin/other")), "other\n");
+    };
+    check(&m);
+    // A further change through another name reaches all of them.
+    chmod(&m.join("bin/tool-alias"), 0o700).unwrap();
+    for name in ["bin/tool", "libexec/deep/tool"] {
+        assert_eq!(fs::metadata(m.join(name)).unwrap().mode() & 0o777, 0o700, "{name}");
+    }
+    // The golden is untouched.
+    assert_eq!(snapshot(&layers), layers_before);
+
+    d.unmount("s1");
+    let m = d.mount("p", "s1");
+    check(&m);
+
+    // Promoted: the next generation has one inode under the three names.
+    d.unmount("s1");
+    d.ok(&["promote", "p", "s1"]);
+    let m2 = d.mount("p", "s2");
+    check(&m2);
+    write(m2.join("bin/tool-alias"), "v3\n");
+    assert_eq!(read(m2.join("libexec/deep/tool")), "v3\n");
+    assert_eq!(read(m2.join("bin/tool")), "v3\n");
+}

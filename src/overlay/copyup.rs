@@ -55,8 +55,11 @@ impl Overlay {
             }
         };
 
+        // Other names of a multiply-linked lower file are linked to the copy.
+        let aliases = self.find_aliases(layer, &path, &st);
+
         // Publish it under the exclusive lock.
-        let _ns = self.ns.write();
+        let ns = self.ns.write();
         // Ok(true): the copy is in place; Ok(false): nothing to do (already upper).
         let publish = || -> Result<bool, Errno> {
             let (parent, name) = {
@@ -79,9 +82,13 @@ impl Overlay {
                 &name,
                 RenameFlags::NOREPLACE,
             )?;
+            self.link_aliases(&aliases, layer, st.st_ino, pfd.as_fd(), &name);
             Ok(true)
         };
-        match publish() {
+        let published = publish();
+        drop(ns);
+        self.release_aliases(aliases);
+        match published {
             Ok(true) => {
                 if let Ok(node) = self.nodes.write().get_mut(ino) {
                     node.data = NodeData::File(FileBacking::Upper(Arc::new(made)));

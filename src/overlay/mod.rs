@@ -10,6 +10,7 @@
 //! 3. `nodes`, the inode table, held only for in-memory work.
 
 mod copyup;
+mod hardlinks;
 mod markers;
 mod meta;
 mod namespace;
@@ -181,6 +182,8 @@ pub struct Overlay {
     ns: RwLock<()>,
     nodes: RwLock<NodeTable>,
     copyup_locks: Vec<Mutex<()>>,
+    /// Per lower layer, its multiply-linked files (built on first need).
+    link_tables: Vec<std::sync::OnceLock<hardlinks::LinkTable>>,
     version: Vec<u8>,
     version_mtime: (i64, u32),
     tmp_seq: AtomicU64,
@@ -236,6 +239,7 @@ impl Overlay {
             .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
             .unwrap_or((0, 0));
         Ok(Overlay {
+            link_tables: layers.lowers.iter().map(|_| Default::default()).collect(),
             layers,
             root_lower,
             ns: RwLock::new(()),

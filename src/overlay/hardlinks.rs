@@ -1,0 +1,154 @@
+//! Hard links that exist inside a lower layer.
+//!
+//! Every name of a multiply-linked lower file is one node in a view (node ids
+//! are origin inode numbers). Copy-up must therefore bring all of them up as
+//! one upper inode, or the names would share an inode number while showing
+//! different data. The other names come from a per-layer table, built by
+//! scanning the layer the first time a view needs it (layers are immutable,
+//! so the table never goes stale); each one is linked to the new upper copy
+//! if the view still shows that lower file under it.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use super::node::FileBacking;
+use super::resolve::Found;
+use super::{Ino, Kind, Overlay, ROOT_INO};
+use crate::error::Errno;
+use crate::sys::{self, FileType, Stat};
+
+/// Inode number → every path (relative to the layer root) of a non-directory
+/// with more than one link.
+pub(super) type LinkTable = HashMap<u64, Vec<PathBuf>>;
+
+/// Scans a layer for multiply-linked non-directories.
+pub(super) fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<LinkTable, Errno> {
+    let mut table: LinkTable = HashMap::new();
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(dir) = dirs.pop() {
+        let fd = sys::open_dir_read(root, &dir)?;
+        for e in sys::read_dir_entries(&fd)? {
+            let path = dir.join(&e.name);
+            if e.file_type == FileType::Directory {
+                dirs.push(path);
+                continue;
+            }
+            let st = sys::stat_at(fd.as_fd(), &e.name)?;
+            if st.st_nlink > 1 {
+                table.entry(st.st_ino).or_default().push(path);
+            }
+        }
+    }
+    // Singletons: the other links are outside the layer (cannot happen for
+    // an import or a promoted upper, but costs nothing to drop).
+    table.retain(|_, paths| paths.len() > 1);
+    Ok(table)
+}
+
+/// Another name of a lower file, found in the view: its parent directory's
+/// node (holding one lookup reference per entry of `refs`) and its name.
+pub(super) struct Alias {
+    pub parent: Ino,
+    pub name: OsString,
+}
+
+/// Aliases of one copy-up, with the lookup references taken to find them.
+#[derive(Default)]
+pub(super) struct Aliases {
+    pub found: Vec<Alias>,
+    refs: Vec<Ino>,
+}
+
+impl Overlay {
+    fn link_table(&self, layer: usize) -> Result<&LinkTable, Errno> {
+        if let Some(t) = self.link_tables[layer].get() {
+            return Ok(t);
+        }
+        let table = scan_layer(self.layers.lowers[layer].as_fd())?;
+        Ok(self.link_tables[layer].get_or_init(|| table))
+    }
+
+    /// The other names under which the view may still show the lower file
+    /// `layer`/`path` (described by `st`). Takes lookup references on their
+    /// parent directories; release them with `release_aliases`.
+    pub(super) fn find_aliases(&self, layer: usize, path: &Path, st: &Stat) -> Aliases {
+        let mut out = Aliases::default();
+        if st.st_nlink <= 1 || Kind::from_mode(st.st_mode) == Kind::Dir {
+            return out;
+        }
+        let paths = match self.link_table(layer) {
+            Ok(t) => t.get(&st.st_ino).cloned().unwrap_or_default(),
+            Err(e) => {
+                log::warn!("cannot list the hard links of layer {layer}: {e:?}; copying up {path:?} alone");
+                return out;
+            }
+        };
+        'alias: for p in paths.iter().filter(|p| p.as_path() != path) {
+            let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+                continue;
+            };
+            let mut dir = ROOT_INO;
+            for comp in parent.components() {
+                match self.lookup(dir, comp.as_os_str()) {
+                    Ok(a) => {
+                        out.refs.push(a.ino);
+                        if a.kind != Kind::Dir {
+                            continue 'alias;
+                        }
+                        dir = a.ino;
+                    }
+                    Err(_) => continue 'alias,
+                }
+            }
+            out.found.push(Alias {
+                parent: dir,
+                name: name.to_owned(),
+            });
+        }
+        out
+    }
+
+    pub(super) fn release_aliases(&self, aliases: Aliases) {
+        for ino in aliases.refs {
+            self.forget(ino, 1);
+        }
+    }
+
+    /// Links the new upper copy (`upper_dir`/`upper_name`) of lower file
+    /// `layer`/inode `lower_ino` at every alias that still shows that lower
+    /// file. Needs the exclusive namespace lock. Best effort: a name that
+    /// cannot be linked keeps the lower copy (and says so in the log).
+    pub(super) fn link_aliases(
+        &self,
+        aliases: &Aliases,
+        layer: usize,
+        lower_ino: u64,
+        upper_dir: std::os::fd::BorrowedFd<'_>,
+        upper_name: &OsStr,
+    ) {
+        for a in &aliases.found {
+            let link = || -> Result<bool, Errno> {
+                let dir = self.dir_view(a.parent)?;
+                let shows_it = matches!(
+                    self.resolve_in(&dir, &a.name)?.found,
+                    Some(Found::File { backing: FileBacking::Lower { layer: l, .. }, stat, .. })
+                        if l == layer && stat.st_ino == lower_ino
+                );
+                if !shows_it {
+                    return Ok(false);
+                }
+                let pfd = self.ensure_upper_dir(a.parent)?;
+                sys::link_at(upper_dir, upper_name, pfd.as_fd(), &a.name)?;
+                Ok(true)
+            };
+            if let Err(e) = link() {
+                log::warn!(
+                    "copy-up: cannot link {:?} to its copied-up hard link {upper_name:?}: {e:?}",
+                    a.name
+                );
+            }
+        }
+    }
+}
