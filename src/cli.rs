@@ -246,10 +246,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             // fuser's own unmount-on-drop runs after ours and warns that the
             // mount is already gone; views report their unmount errors themselves.
-            // RUST_LOG, parsed last, overrides both defaults.
+            // fuser answers every FUSE_INTERRUPT itself (ENOSYS), and the kernel
+            // refuses that reply with ENOENT when the interrupted request was
+            // answered first: Go programs (dockerd, containerd) trigger dozens of
+            // these "Failed to send FUSE reply" errors per build, none of them a
+            // failed request. RUST_LOG, parsed last, overrides these defaults.
             env_logger::Builder::new()
                 .filter_level(log::LevelFilter::Info)
                 .filter_module("fuser::mnt", log::LevelFilter::Error)
+                .filter_module("fuser::reply", log::LevelFilter::Off)
                 .parse_env(env_logger::Env::default())
                 .init();
             let state_dir = absolute(&state_dir, "--state-dir")?;
