@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, BackingId, BsdFileFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -23,9 +23,14 @@ use crate::overlay::{Attr, Caller, DirEntry, Kind, Opened, Overlay, SetAttr, VER
 use crate::sys;
 
 /// How long the kernel may cache names and attributes. Every change to a
-/// view goes through this daemon, so the kernel's copy only goes stale by
-/// our own doing, which the kernel sees as it happens.
-const TTL: Duration = Duration::from_secs(1);
+/// view goes through this daemon on the kernel's request (the layers below
+/// never change and the upper is private to the daemon), so the kernel sees
+/// each change as it happens and its copy never goes stale: cache for a day.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Directory entries handed to one readdir reply at most (a reply buffer
+/// holds fewer; the kernel asks again from where it stopped).
+const DIR_BATCH: usize = 256;
 
 enum Handle {
     File {
@@ -60,6 +65,31 @@ impl FuseView {
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
         }
+    }
+
+    /// Up to `DIR_BATCH` entries of the listing of an open directory from
+    /// `offset`, each with the offset of the entry after it. The listing is
+    /// taken at the handle's first read and again at a read from offset 0
+    /// (rewinddir); the handles lock is not held while listing.
+    fn dir_batch(&self, ino: u64, fh: u64, offset: u64) -> Result<Vec<(u64, DirEntry)>, FErrno> {
+        let list = offset == 0 || matches!(self.handles.lock().get(&fh), Some(Handle::Dir { entries: None }));
+        if list {
+            let fresh = self.core.list_dir(ino).map_err(err)?;
+            if let Some(Handle::Dir { entries }) = self.handles.lock().get_mut(&fh) {
+                *entries = Some(fresh);
+            }
+        }
+        let handles = self.handles.lock();
+        let Some(Handle::Dir { entries: Some(entries) }) = handles.get(&fh) else {
+            return Err(FErrno::EBADF);
+        };
+        Ok(entries
+            .iter()
+            .enumerate()
+            .skip(offset as usize)
+            .take(DIR_BATCH)
+            .map(|(i, e)| (i as u64 + 1, e.clone()))
+            .collect())
     }
 
     fn add_handle(&self, h: Handle) -> u64 {
@@ -221,7 +251,14 @@ impl Filesystem for FuseView {
         let depth_ok = config.set_max_stack_depth(1).is_ok();
         let pt = depth_ok && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
         self.passthrough.store(pt, Ordering::Relaxed);
-        for cap in [InitFlags::FUSE_PARALLEL_DIROPS, InitFlags::FUSE_CACHE_SYMLINKS] {
+        for cap in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            // Always readdirplus: with READDIRPLUS_AUTO the kernel switches to
+            // plain readdir after the first reply of a `find` or `ls -l`, which
+            // stat the entries only after reading the whole directory.
+            InitFlags::FUSE_DO_READDIRPLUS,
+        ] {
             let _ = config.add_capabilities(cap);
         }
         log::info!(
@@ -424,32 +461,69 @@ impl Filesystem for FuseView {
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let fh = self.add_handle(Handle::Dir { entries: None });
-        reply.opened(FileHandle(fh), FopenFlags::empty());
+        // Let the kernel keep listings across opens: it drops its copy
+        // whenever it changes the directory itself, the only way it changes.
+        reply.opened(
+            FileHandle(fh),
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        );
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        // The first read, or one from offset 0 after it (a rewinddir): list.
-        let list = offset == 0 || matches!(self.handles.lock().get(&fh.0), Some(Handle::Dir { entries: None }));
-        if list {
-            match self.core.list_dir(ino.0) {
-                Ok(fresh) => {
-                    if let Some(Handle::Dir { entries }) = self.handles.lock().get_mut(&fh.0) {
-                        *entries = Some(fresh);
-                    }
-                }
-                Err(e) => return reply.error(err(e)),
-            }
-        }
-        let handles = self.handles.lock();
-        let Some(Handle::Dir { entries: Some(entries) }) = handles.get(&fh.0) else {
-            return reply.error(FErrno::EBADF);
+        let batch = match self.dir_batch(ino.0, fh.0, offset) {
+            Ok(b) => b,
+            Err(e) => return reply.error(e),
         };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
+        for (next, e) in batch {
+            if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
                 break;
             }
         }
-        drop(handles);
+        reply.ok();
+    }
+
+    /// readdir with each entry's attributes, which spares the kernel one
+    /// LOOKUP per entry (a cold `ls -l` or `find` of a big tree).
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let batch = match self.dir_batch(ino.0, fh.0, offset) {
+            Ok(b) => b,
+            Err(e) => return reply.error(e),
+        };
+        // The kernel takes a lookup reference on every entry it is given
+        // except `.` and `..`, exactly as for a LOOKUP. Entries are looked up
+        // a chunk at a time: the reply's size is not known in advance, and an
+        // entry that does not fit is forgotten again.
+        let is_dot = |e: &DirEntry| e.name == "." || e.name == "..";
+        'chunks: for chunk in batch.chunks(32) {
+            let names: Vec<&OsStr> = chunk
+                .iter()
+                .filter(|(_, e)| !is_dot(e))
+                .map(|(_, e)| e.name.as_os_str())
+                .collect();
+            let mut looked_up = self.core.lookup_many(ino.0, &names).into_iter();
+            let mut full = false;
+            for (next, e) in chunk {
+                let dot = is_dot(e);
+                let attr = if dot {
+                    self.core.getattr(e.ino)
+                } else {
+                    looked_up.next().unwrap_or(Err(Errno::EIO))
+                };
+                let Ok(a) = attr else {
+                    continue; // gone since the listing was taken
+                };
+                if !full && !reply.add(INodeNo(a.ino), *next, &e.name, &TTL, &fattr(&a), Generation(0)) {
+                    continue;
+                }
+                full = true;
+                if !dot {
+                    self.core.forget(a.ino, 1); // the kernel never saw it
+                }
+            }
+            if full {
+                break 'chunks;
+            }
+        }
         reply.ok();
     }
 

@@ -198,6 +198,8 @@ struct DirView {
     /// `O_PATH` fd of its upper copy, if it has one.
     upper: Option<OwnedFd>,
     lower: Arc<[LowerDir]>,
+    /// `O_PATH` fds of `lower`, opened on first use by this view.
+    lower_fds: Box<[std::sync::OnceLock<OwnedFd>]>,
     origin: Option<Arc<Path>>,
 }
 

@@ -252,6 +252,7 @@ impl Overlay {
             } else {
                 None
             },
+            lower_fds: lower.iter().map(|_| Default::default()).collect(),
             lower: lower.clone().into(),
             origin: origin.clone().map(Arc::from),
         };

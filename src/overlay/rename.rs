@@ -266,6 +266,7 @@ impl Overlay {
             ino: 0,
             path: dir.path.join(name),
             upper: upper_fd,
+            lower_fds: lower.iter().map(|_| Default::default()).collect(),
             lower: lower.clone().into(),
             origin: origin.clone().map(std::sync::Arc::from),
         })

@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::markers;
 use super::node::{DirInfo, FileBacking, LowerDir, NodeData};
@@ -120,6 +120,7 @@ impl Overlay {
             ino,
             path,
             upper,
+            lower_fds: info.lower.iter().map(|_| OnceLock::new()).collect(),
             lower: info.lower,
             origin: info.origin,
         })
@@ -134,7 +135,7 @@ impl Overlay {
                 Err(e) => return Err(e.into()),
             }
         }
-        let found = match self.walk_lower(&dir.lower, name)? {
+        let found = match self.walk_lower(&dir.lower, Some(&dir.lower_fds), name)? {
             Some(LowerFound::Dir(lower, stat)) => Some(Found::Dir {
                 upper: false,
                 lower,
@@ -172,7 +173,7 @@ impl Overlay {
             } else if let Some(r) = m.redirect {
                 (self.resolve_lower_path(&r, 0)?, Some(r))
             } else {
-                match self.walk_lower(&dir.lower, name)? {
+                match self.walk_lower(&dir.lower, Some(&dir.lower_fds), name)? {
                     Some(LowerFound::Dir(lower, _)) => (lower, dir.origin.as_ref().map(|o| o.join(name))),
                     _ => (Vec::new(), None),
                 }
@@ -199,14 +200,35 @@ impl Overlay {
 
     /// Does `name` exist in the lower layers of `dir` (ignoring the upper)?
     pub(super) fn name_in_lower(&self, dir: &DirView, name: &OsStr) -> Result<bool, Errno> {
-        Ok(self.walk_lower(&dir.lower, name)?.is_some())
+        Ok(self.walk_lower(&dir.lower, Some(&dir.lower_fds), name)?.is_some())
     }
 
-    fn walk_lower(&self, stack: &[LowerDir], name: &OsStr) -> Result<Option<LowerFound>, Errno> {
+    /// Looks `name` up in the lower directories `stack`, top-down. `fds`, if
+    /// given, caches an `O_PATH` fd per entry of `stack` for further names.
+    fn walk_lower(
+        &self,
+        stack: &[LowerDir],
+        fds: Option<&[OnceLock<OwnedFd>]>,
+        name: &OsStr,
+    ) -> Result<Option<LowerFound>, Errno> {
         let mut dirs: Vec<LowerDir> = Vec::new();
         let mut top: Option<Stat> = None;
-        for e in stack {
-            let dirfd = sys::open_dir_path(self.layers.lowers[e.layer].as_fd(), &e.path).map_err(stale)?;
+        for (i, e) in stack.iter().enumerate() {
+            let open = || sys::open_dir_path(self.layers.lowers[e.layer].as_fd(), &e.path).map_err(stale);
+            let opened;
+            let dirfd = match fds.and_then(|f| f.get(i)) {
+                Some(cell) => match cell.get() {
+                    Some(fd) => fd,
+                    None => {
+                        let fd = open()?;
+                        cell.get_or_init(|| fd)
+                    }
+                },
+                None => {
+                    opened = open()?;
+                    &opened
+                }
+            };
             let st = match sys::stat_at(dirfd.as_fd(), name) {
                 Ok(st) => st,
                 Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
@@ -262,7 +284,7 @@ impl Overlay {
         let mut stack: Vec<LowerDir> = self.root_lower.get(from..).unwrap_or_default().to_vec();
         for c in path.components() {
             let Component::Normal(name) = c else { continue };
-            match self.walk_lower(&stack, name)? {
+            match self.walk_lower(&stack, None, name)? {
                 Some(LowerFound::Dir(d, _)) => stack = d,
                 _ => return Ok(Vec::new()),
             }
@@ -293,6 +315,30 @@ impl Overlay {
             .write()
             .remember(attr.ino, parent, name, attr.kind, found.into_data());
         Ok(attr)
+    }
+
+    /// Looks several names of one directory up as `lookup` does, sharing
+    /// one view of the directory (readdirplus).
+    pub fn lookup_many(&self, parent: Ino, names: &[&OsStr]) -> Vec<Result<Attr, Errno>> {
+        let _ns = self.ns.read();
+        let dir = match self.dir_view(parent) {
+            Ok(d) => d,
+            Err(e) => return names.iter().map(|_| Err(e)).collect(),
+        };
+        names
+            .iter()
+            .map(|name| {
+                if self.is_version(parent, name) {
+                    return Ok(self.version_attr());
+                }
+                let found = self.resolve_in(&dir, name)?.found.ok_or(Errno::ENOENT)?;
+                let attr = found.attr();
+                self.nodes
+                    .write()
+                    .remember(attr.ino, parent, name, attr.kind, found.into_data());
+                Ok(attr)
+            })
+            .collect()
     }
 
     /// Attributes of `ino`.
