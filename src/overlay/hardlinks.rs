@@ -13,6 +13,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use super::markers;
 use super::node::FileBacking;
 use super::resolve::Found;
 use super::{Ino, Kind, Overlay, ROOT_INO};
@@ -36,7 +37,11 @@ pub(super) fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<LinkTable,
                 continue;
             }
             let st = sys::stat_at(fd.as_fd(), &e.name)?;
-            if st.st_nlink > 1 {
+            // goldenfs whiteouts are all links of a few shared inodes; they
+            // are never copied up.
+            let ours =
+                || markers::looks_like_whiteout(&st) && markers::is_whiteout(fd.as_fd(), &e.name).unwrap_or(false);
+            if st.st_nlink > 1 && !ours() {
                 table.entry(st.st_ino).or_default().push(path);
             }
         }

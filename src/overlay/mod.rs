@@ -182,6 +182,8 @@ pub struct Overlay {
     ns: RwLock<()>,
     nodes: RwLock<NodeTable>,
     copyup_locks: Vec<Mutex<()>>,
+    /// Name in the work dir of the inode every new whiteout links to.
+    shared_whiteout: Mutex<Option<std::ffi::OsString>>,
     /// Per lower layer, its multiply-linked files (built on first need).
     link_tables: Vec<std::sync::OnceLock<hardlinks::LinkTable>>,
     version: Vec<u8>,
@@ -247,6 +249,7 @@ impl Overlay {
             ns: RwLock::new(()),
             nodes: RwLock::new(NodeTable::new(root)),
             copyup_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            shared_whiteout: Mutex::new(None),
             version: version.render(),
             version_mtime,
             tmp_seq: AtomicU64::new(0),

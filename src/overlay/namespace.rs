@@ -1,7 +1,7 @@
 //! Creating and removing names: create, mknod, mkdir, symlink, link,
 //! unlink, rmdir. All run under the exclusive namespace lock.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -274,7 +274,7 @@ impl Overlay {
             let pfd = dir.upper.as_ref().ok_or(Errno::EIO)?;
             let tmp = self.tmp_name("gone");
             if needs_whiteout {
-                markers::make_whiteout(work, &tmp)?;
+                self.link_whiteout(work, &tmp)?;
                 // Atomic: the whiteout replaces the entry, which lands in work/.
                 sys::rename_at(work, &tmp, pfd.as_fd(), name, RenameFlags::EXCHANGE)?;
                 self.counters.whiteouts.fetch_add(1, Ordering::Relaxed);
@@ -293,14 +293,32 @@ impl Overlay {
     }
 
     /// Places a new whiteout at `dir/name` (which must be free in the upper).
-    pub(super) fn put_whiteout(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    /// Makes a goldenfs whiteout at `dir`/`name` (which must not exist).
+    /// Whiteouts are hard links of one shared marked inode in the work dir,
+    /// as overlayfs does: a link is atomic (the inode already carries the
+    /// marker) and far cheaper than allocating an inode per deleted name
+    /// (`rm -rf` of a lower tree of 53,000 entries took 34 s with mknod, on
+    /// ext4 whose inode allocator skips recently freed inodes).
+    fn link_whiteout(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
         let work = self.layers.work.as_fd();
-        let tmp: OsString = self.tmp_name("wh");
-        markers::make_whiteout(work, &tmp)?;
-        if let Err(e) = sys::rename_at(work, &tmp, dir, name, RenameFlags::NOREPLACE) {
-            let _ = sys::unlink_at(work, &tmp);
-            return Err(e.into());
+        let mut shared = self.shared_whiteout.lock();
+        if let Some(current) = shared.as_ref() {
+            match sys::link_at(work, current, dir, name) {
+                Ok(()) => return Ok(()),
+                // Full (EMLINK) or gone: start a new shared whiteout.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMLINK) | Some(libc::ENOENT)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        let fresh = self.tmp_name("whiteout");
+        markers::make_whiteout(work, &fresh)?;
+        *shared = Some(fresh.clone());
+        sys::link_at(work, &fresh, dir, name)?;
+        Ok(())
+    }
+
+    pub(super) fn put_whiteout(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+        self.link_whiteout(dir, name)?;
         self.counters.whiteouts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -290,3 +290,29 @@ fn directory_can_be_recreated_after_rename_away() {
     fx.ov.mkdir(ROOT_INO, OsStr::new("d"), 0o755, ME).unwrap();
     assert_eq!(fx.names("d"), Vec::<String>::new());
 }
+
+#[test]
+fn whiteouts_are_links_of_one_shared_marked_inode() {
+    let fx = fixture(|top, bottom| {
+        std_layers(top, bottom);
+        for i in 0..20 {
+            fs::write(bottom.join(format!("d/many{i}")), "x").unwrap();
+        }
+    });
+    let d = fx.ino("d").unwrap();
+    for i in 0..20 {
+        fx.ov.unlink(d, OsStr::new(&format!("many{i}"))).unwrap();
+    }
+    let upper_d = fx.root.join("upper/d");
+    let inos: std::collections::BTreeSet<u64> = (0..20)
+        .map(|i| fs::symlink_metadata(upper_d.join(format!("many{i}"))).unwrap().ino())
+        .collect();
+    assert_eq!(inos.len(), 1, "every whiteout links the same inode");
+    assert!(fs::symlink_metadata(upper_d.join("many0")).unwrap().nlink() > 20);
+    assert_eq!(fx.names("d").iter().filter(|n| n.starts_with("many")).count(), 0);
+    // Removing one whiteout (re-creating the name) leaves the others.
+    fx.ov
+        .mknod(d, OsStr::new("many3"), libc::S_IFREG | 0o644, 0, ME)
+        .unwrap();
+    assert_eq!(fx.names("d").iter().filter(|n| n.starts_with("many")).count(), 1);
+}
