@@ -429,7 +429,10 @@ impl Filesystem for FuseView {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+        // Nothing to do at close (data goes to the backing file as written,
+        // locks are the kernel's): ENOSYS makes the kernel stop sending
+        // FLUSH, one synchronous round trip less per close(2).
+        reply.error(FErrno::ENOSYS);
     }
 
     fn release(
