@@ -117,3 +117,22 @@ gfs_apt_install() {
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null; } ||
         die "apt-get install $pkg failed"
 }
+
+# gfs_median X...: the median of the numbers (the mean of the two middle ones
+# for an even count).
+gfs_median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR == 0) exit 1; m = int((NR + 1) / 2)
+              if (NR % 2) print v[m]; else print (v[m] + v[m + 1]) / 2 }'
+}
+
+# gfs_machine_summary [DIR]: CPU, cores, memory, kernel, and the filesystem
+# holding DIR (default /var/tmp), one line each, for benchmark reports.
+gfs_machine_summary() {
+    local dir=${1:-/var/tmp}
+    echo "cpu:        $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores"
+    echo "memory:     $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "kernel:     $(uname -sr)"
+    echo "filesystem: $(df --output=fstype "$dir" | tail -n 1) ($(df --output=source "$dir" | tail -n 1)) at $dir"
+    echo "load:       $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
+}
