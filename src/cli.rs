@@ -244,6 +244,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             allow_uid,
             threads,
         } => {
+            crate::daemon::reexec_with_allocator_tunables();
             // fuser's own unmount-on-drop runs after ours and warns that the
             // mount is already gone; views report their unmount errors themselves.
             // fuser answers every FUSE_INTERRUPT itself (ENOSYS), and the kernel

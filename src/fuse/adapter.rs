@@ -54,7 +54,12 @@ pub(crate) struct FuseView {
     io: IoModes,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
+    /// FORGETs received, to hand freed memory back every `TRIM_EVERY`.
+    forgotten: AtomicU64,
 }
+
+/// Forgotten inodes between two trims of the allocator.
+const TRIM_EVERY: u64 = 16 * 1024;
 
 impl FuseView {
     pub(crate) fn new(core: Arc<Overlay>) -> Self {
@@ -64,6 +69,16 @@ impl FuseView {
             io: IoModes::default(),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
+            forgotten: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts forgotten inodes; when the kernel drops many (memory pressure,
+    /// `drop_caches`) the freed node memory goes back to the system.
+    fn note_forgotten(&self, n: u64) {
+        let before = self.forgotten.fetch_add(n, Ordering::Relaxed);
+        if before / TRIM_EVERY != (before + n) / TRIM_EVERY {
+            sys::trim_allocator();
         }
     }
 
@@ -274,6 +289,7 @@ impl Filesystem for FuseView {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.core.forget(ino.0, nlookup);
+        self.note_forgotten(1);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

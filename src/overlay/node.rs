@@ -181,6 +181,22 @@ impl NodeTable {
         if gone {
             self.unindex(ino);
             self.nodes.remove(&ino);
+            self.shrink_if_sparse();
+        }
+    }
+
+    /// Gives back memory once the kernel has forgotten most nodes (e.g.
+    /// after `drop_caches` or memory pressure): hash maps never shrink on
+    /// their own, and the allocator keeps freed nodes' pages until trimmed.
+    /// Rare (the table must have shrunk eightfold), so trimming under the
+    /// lock is cheap enough.
+    fn shrink_if_sparse(&mut self) {
+        const MIN_CAPACITY: usize = 4096;
+        let cap = self.nodes.capacity();
+        if cap > MIN_CAPACITY && self.nodes.len() < cap / 8 {
+            self.nodes.shrink_to(self.nodes.len() * 2);
+            self.by_name.shrink_to(self.by_name.len() * 2);
+            crate::sys::trim_allocator();
         }
     }
 
