@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::iomode::{IoModes, OpenMode};
 use crate::error::Errno;
-use crate::overlay::{Attr, Caller, DirEntry, Kind, Opened, Overlay, SetAttr, VERSION_INO};
+use crate::overlay::{Attr, Caller, DirEntry, Kind, LowerHint, Opened, Overlay, SetAttr, VERSION_INO};
 use crate::sys;
 
 /// How long the kernel may cache names and attributes. Every change to a
@@ -514,10 +514,10 @@ impl Filesystem for FuseView {
         // entry that does not fit is forgotten again.
         let is_dot = |e: &DirEntry| e.name == "." || e.name == "..";
         'chunks: for chunk in batch.chunks(32) {
-            let names: Vec<&OsStr> = chunk
+            let names: Vec<(&OsStr, Option<&LowerHint>)> = chunk
                 .iter()
                 .filter(|(_, e)| !is_dot(e))
-                .map(|(_, e)| e.name.as_os_str())
+                .map(|(_, e)| (e.name.as_os_str(), e.hint.as_ref()))
                 .collect();
             let mut looked_up = self.core.lookup_many(ino.0, &names).into_iter();
             let mut full = false;

@@ -33,7 +33,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::error::Errno;
 use crate::sys::{self, Stat};
 use node::{DirInfo, LowerDir, Node, NodeData, NodeTable};
-pub use readdir::DirEntry;
+pub use readdir::{DirEntry, LowerHint};
 use version::{VERSION_FILE_NAME, VersionInfo};
 
 pub type Ino = u64;

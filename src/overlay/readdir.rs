@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::fd::AsFd;
 
 use super::markers;
@@ -16,12 +17,51 @@ pub struct DirEntry {
     pub name: OsString,
     pub ino: Ino,
     pub kind: Kind,
+    /// Where the listing found it, to look it up again cheaply (readdirplus).
+    pub hint: Option<LowerHint>,
+}
+
+/// Which of a directory's lower directories first held a name when it was
+/// listed: `index` into its lower stack, and a hash of that stack down to
+/// `index` (so a hint for a stack that has since changed is not used).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowerHint {
+    index: usize,
+    stack: u64,
+}
+
+impl DirView {
+    /// Hash of the lower stack's entries `..=index` (layer and inode of each).
+    fn stack_hash(&self, index: usize) -> u64 {
+        let mut h = DefaultHasher::new();
+        for d in &self.lower[..=index] {
+            (d.layer, d.ino).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn hint(&self, index: usize) -> LowerHint {
+        LowerHint {
+            index,
+            stack: self.stack_hash(index),
+        }
+    }
+
+    /// Where a lookup guided by `hint` may start in the lower stack.
+    pub(super) fn hint_start(&self, hint: &LowerHint) -> usize {
+        if hint.index < self.lower.len() && self.stack_hash(hint.index) == hint.stack {
+            hint.index
+        } else {
+            0
+        }
+    }
 }
 
 impl Overlay {
     /// Names visible in a merged directory (no `.`/`..`, no version file),
-    /// upper first, then each lower top-down.
-    pub(super) fn merged_names(&self, dir: &DirView) -> Result<Vec<OsString>, Errno> {
+    /// upper first, then each lower top-down; with each lower name, the
+    /// index of the lower directory that first held it.
+    pub(super) fn merged_names(&self, dir: &DirView) -> Result<Vec<(OsString, Option<usize>)>, Errno> {
         let mut seen: HashSet<OsString> = HashSet::new();
         let mut out = Vec::new();
         if let Some(up) = &dir.upper {
@@ -31,13 +71,13 @@ impl Overlay {
                     && sys::stat_at(up.as_fd(), &e.name).is_ok_and(|st| markers::looks_like_whiteout(&st))
                     && markers::is_whiteout(up.as_fd(), &e.name)?;
                 if !hidden {
-                    out.push(e.name.clone());
+                    out.push((e.name.clone(), None));
                 }
                 seen.insert(e.name);
             }
         }
         let last = self.layers.lowers.len().saturating_sub(1);
-        for l in dir.lower.iter() {
+        for (index, l) in dir.lower.iter().enumerate() {
             let rd = sys::open_dir_read(self.layers.lowers[l.layer].as_fd(), &l.path)?;
             let pathfd = (l.layer != last)
                 .then(|| sys::open_dir_path(self.layers.lowers[l.layer].as_fd(), &l.path))
@@ -54,13 +94,13 @@ impl Overlay {
                     _ => false,
                 };
                 if !hidden {
-                    out.push(e.name.clone());
+                    out.push((e.name.clone(), Some(index)));
                 }
                 seen.insert(e.name);
             }
         }
         if dir.ino == ROOT_INO {
-            out.retain(|n| n != VERSION_FILE_NAME);
+            out.retain(|(n, _)| n != VERSION_FILE_NAME);
         }
         Ok(out)
     }
@@ -80,11 +120,13 @@ impl Overlay {
                 name: ".".into(),
                 ino,
                 kind: Kind::Dir,
+                hint: None,
             },
             DirEntry {
                 name: "..".into(),
                 ino: parent,
                 kind: Kind::Dir,
+                hint: None,
             },
         ];
         if ino == ROOT_INO {
@@ -92,16 +134,19 @@ impl Overlay {
                 name: VERSION_FILE_NAME.into(),
                 ino: VERSION_INO,
                 kind: Kind::File,
+                hint: None,
             });
         }
-        for name in self.merged_names(&dir)? {
+        for (name, index) in self.merged_names(&dir)? {
+            let hint = index.map(|i| dir.hint(i));
             // An entry that vanished between listing and resolving is skipped.
-            if let Some(found) = self.resolve_in(&dir, &name)?.found {
+            if let Some(found) = self.resolve_in_from(&dir, &name, hint.as_ref())?.found {
                 let a = found.attr();
                 out.push(DirEntry {
                     name,
                     ino: a.ino,
                     kind: a.kind,
+                    hint,
                 });
             }
         }

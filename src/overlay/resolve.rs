@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::markers;
 use super::node::{DirInfo, FileBacking, LowerDir, NodeData};
-use super::{Attr, DirView, Ino, Kind, Overlay};
+use super::{Attr, DirView, Ino, Kind, LowerHint, Overlay};
 use crate::error::Errno;
 use crate::sys::{self, OFlags, Stat};
 
@@ -128,6 +128,21 @@ impl Overlay {
 
     /// Resolves `name` in the directory `dir`.
     pub(super) fn resolve_in(&self, dir: &DirView, name: &OsStr) -> Result<Resolved, Errno> {
+        self.resolve_in_from(dir, name, None)
+    }
+
+    /// `resolve_in`, told by a listing of `dir` which of its lower
+    /// directories first held `name`: the lower directories above that one
+    /// are not probed (they are immutable, and did not hold it). Deep stacks
+    /// of promoted layers would otherwise cost one probe per layer per name.
+    /// The hint is ignored unless `dir`'s lower stack down to that point is
+    /// still the one listed.
+    pub(super) fn resolve_in_from(
+        &self,
+        dir: &DirView,
+        name: &OsStr,
+        hint: Option<&LowerHint>,
+    ) -> Result<Resolved, Errno> {
         if let Some(up) = &dir.upper {
             match sys::stat_at(up.as_fd(), name) {
                 Ok(st) => return self.resolve_upper_entry(dir, up, name, st),
@@ -135,7 +150,8 @@ impl Overlay {
                 Err(e) => return Err(e.into()),
             }
         }
-        let found = match self.walk_lower(&dir.lower, Some(&dir.lower_fds), name)? {
+        let start = hint.map_or(0, |h| dir.hint_start(h));
+        let found = match self.walk_lower(&dir.lower[start..], Some(&dir.lower_fds[start..]), name)? {
             Some(LowerFound::Dir(lower, stat)) => Some(Found::Dir {
                 upper: false,
                 lower,
@@ -318,8 +334,9 @@ impl Overlay {
     }
 
     /// Looks several names of one directory up as `lookup` does, sharing
-    /// one view of the directory (readdirplus).
-    pub fn lookup_many(&self, parent: Ino, names: &[&OsStr]) -> Vec<Result<Attr, Errno>> {
+    /// one view of the directory (readdirplus); each name may carry the hint
+    /// its listing gave (see `resolve_in_from`).
+    pub fn lookup_many(&self, parent: Ino, names: &[(&OsStr, Option<&LowerHint>)]) -> Vec<Result<Attr, Errno>> {
         let _ns = self.ns.read();
         let dir = match self.dir_view(parent) {
             Ok(d) => d,
@@ -327,11 +344,11 @@ impl Overlay {
         };
         names
             .iter()
-            .map(|name| {
+            .map(|&(name, hint)| {
                 if self.is_version(parent, name) {
                     return Ok(self.version_attr());
                 }
-                let found = self.resolve_in(&dir, name)?.found.ok_or(Errno::ENOENT)?;
+                let found = self.resolve_in_from(&dir, name, hint)?.found.ok_or(Errno::ENOENT)?;
                 let attr = found.attr();
                 self.nodes
                     .write()

@@ -316,3 +316,29 @@ fn whiteouts_are_links_of_one_shared_marked_inode() {
         .unwrap();
     assert_eq!(fx.names("d").iter().filter(|n| n.starts_with("many")).count(), 1);
 }
+
+#[test]
+fn listing_hints_skip_layers_above_and_stale_hints_are_ignored() {
+    let fx = fixture(std_layers);
+    let d = fx.ino("d").unwrap();
+    let listed = fx.ov.list_dir(d).unwrap();
+    let hint_of = |name: &str| listed.iter().find(|e| e.name == name).unwrap().hint.clone();
+    let (a_hint, b_hint) = (hint_of("a").unwrap(), hint_of("b").unwrap());
+    let got = fx
+        .ov
+        .lookup_many(d, &[(OsStr::new("a"), Some(&a_hint)), (OsStr::new("b"), Some(&b_hint))]);
+    assert_eq!(
+        got[0].as_ref().unwrap().ino,
+        fx.ov.lookup(d, OsStr::new("a")).unwrap().ino
+    );
+    assert_eq!(
+        got[1].as_ref().unwrap().ino,
+        fx.ov.lookup(d, OsStr::new("b")).unwrap().ino
+    );
+    // A hint from another directory's stack (here: "bottom layer first" of
+    // d) must not make the root skip its top copy of `f`.
+    let top_f = fx.ov.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
+    let got = fx.ov.lookup_many(ROOT_INO, &[(OsStr::new("f"), Some(&a_hint))]);
+    assert_eq!(got[0].as_ref().unwrap().ino, top_f);
+    assert_eq!(fx.read("f"), "top-f");
+}
