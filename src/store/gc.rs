@@ -49,11 +49,13 @@ impl Store {
                 };
                 let numbers = generation_numbers(&self.layout, &name)?;
                 let newest: HashSet<u64> = numbers.iter().rev().take(keep as usize).copied().collect();
-                let pinned: HashSet<u64> = sessions
+                let mut pinned: HashSet<u64> = sessions
                     .iter()
                     .filter(|s| s.project == name)
                     .map(|s| s.base_generation)
                     .collect();
+                // A generation being compacted is read until the compaction ends.
+                pinned.extend(self.compacting.lock().get(&name).map(|c| c.generation));
                 for n in numbers {
                     if n == current || pinned.contains(&n) || newest.contains(&n) {
                         continue;
@@ -95,6 +97,7 @@ impl Store {
                 let path = self.layout.layer(&id);
                 let bytes = atomic::tree_usage(&path);
                 trash.push((atomic::move_to_work(&path, &self.layout.work(), "layer")?, bytes));
+                remove_layer_meta(&self.layout, &id)?;
                 fault::point("gc:mid-delete")?;
                 log::info!("gc: deleted layer {id}");
                 deleted.push(id);
@@ -121,4 +124,16 @@ pub(super) fn referenced_layers(layout: &super::Layout) -> Result<BTreeSet<Strin
         }
     }
     Ok(out)
+}
+
+/// Removes the sidecar of layer `id` (most layers have none). Called after
+/// the layer left `layers/`: a sidecar without its layer is harmless (and
+/// removed at start-up), a layer without its sidecar would be misread.
+pub(super) fn remove_layer_meta(layout: &super::Layout, id: &str) -> Result<()> {
+    let path = layout.layer_meta(id);
+    if path.exists() {
+        atomic::remove_tree(&path)?;
+        atomic::fsync_dir(&layout.layer_metas())?;
+    }
+    Ok(())
 }
