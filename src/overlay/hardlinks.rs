@@ -7,13 +7,16 @@
 //! linked to the new upper copy if the view still shows that lower file
 //! under it.
 //!
-//! The table of a layer is, for most layers, built by scanning the layer the
+//! A layer without a sidecar has its table built by scanning the layer the
 //! first time a view needs it (layers are immutable, so it never goes
-//! stale). A compacted layer comes with its table persisted by the store
-//! (`LayerDirs::meta`): its files are hard links of files that also have
-//! names in older layers, so neither their link counts nor a scan can tell
-//! its groups. For such a layer the table is also where a view's `st_nlink`
-//! of a non-directory comes from (the size of its group, else 1).
+//! stale). A layer with a sidecar (`LayerDirs::meta`, written by compaction)
+//! has its table persisted there, and the table is also where a view's
+//! `st_nlink` of the layer's non-directories comes from (the size of its
+//! group, else 1): compaction hard-links files into a new layer, so their
+//! backing link counts also count names in other layers. Compaction writes
+//! the sidecar of the new layer (its groups as the view showed them) and of
+//! every layer it links from (their own groups, from a scan made before the
+//! first link), so no view mounted afterwards sees an inflated count.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -66,6 +69,15 @@ impl LinkTable {
     }
 }
 
+/// The hard-link groups of the layer at `dir` (for its sidecar), from a scan.
+pub fn layer_link_groups(dir: &Path) -> Result<Vec<Vec<PathBuf>>, Errno> {
+    let t = scan_layer(sys::open_dir_abs(dir)?.as_fd())?;
+    let mut groups: Vec<Vec<PathBuf>> = t.groups.iter().map(|g| g.to_vec()).collect();
+    groups.iter_mut().for_each(|g| g.sort());
+    groups.sort();
+    Ok(groups)
+}
+
 /// Scans a layer for multiply-linked non-directories.
 pub(super) fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<LinkTable, Errno> {
     let mut table: HashMap<u64, Vec<PathBuf>> = HashMap::new();
@@ -116,17 +128,20 @@ impl Overlay {
         Ok(self.link_tables[layer].get_or_init(|| table))
     }
 
-    /// The layer is a compacted one: it carries origin markers (even at the
-    /// bottom of the stack) and its link table is persisted.
+    /// The layer is a compacted one: it carries origin markers (on
+    /// directories too) that must be read even at the bottom of the stack.
     pub(super) fn is_compacted(&self, layer: usize) -> bool {
-        self.layers.meta.get(layer).is_some_and(Option::is_some)
+        self.layers
+            .meta
+            .get(layer)
+            .is_some_and(|m| m.as_ref().is_some_and(|m| m.origin_markers))
     }
 
     /// Corrects the link count of lower non-directory `layer`/`path` as the
-    /// view reports it: for a compacted layer it comes from the persisted
-    /// table (the backing count also counts names in older layers).
+    /// view reports it: for a layer with a persisted table it comes from the
+    /// table (the backing count may count names in other layers).
     pub(super) fn fix_lower_nlink(&self, layer: usize, path: &Path, st: &mut Stat) {
-        if self.is_compacted(layer)
+        if self.layers.meta.get(layer).is_some_and(Option::is_some)
             && Kind::from_mode(st.st_mode) != Kind::Dir
             && let Some(t) = self.link_tables[layer].get()
         {

@@ -35,6 +35,7 @@ use crate::error::Errno;
 use crate::store::layout::LayerMeta;
 use crate::sys::{self, Stat};
 pub use flatten::Flattened;
+pub use hardlinks::layer_link_groups;
 use node::{DirInfo, LowerDir, Node, NodeData, NodeTable};
 pub use readdir::DirEntry;
 use version::{VERSION_FILE_NAME, VersionInfo};

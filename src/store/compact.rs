@@ -28,7 +28,7 @@ use super::layout::{self, GenerationManifest, LayerMeta, RelPath};
 use super::project::read_generation;
 use super::{Project, Store, atomic};
 use crate::error::{Error, Result};
-use crate::overlay::{Flattened, LayerDirs, Overlay};
+use crate::overlay::{Flattened, LayerDirs, Overlay, layer_link_groups};
 use crate::{fault, sys};
 
 /// What a compaction did.
@@ -107,12 +107,15 @@ impl Store {
             .layout
             .work()
             .join(atomic::unique_name(&format!("compact-{project}")));
-        let res = self.build_flat(&build, &manifest).and_then(|flat| {
-            self.sync_fs()?;
-            fault::pause("compact:built");
-            self.publish_compacted(&p, &manifest, &build.join("layer"), &flat)
-                .map(|(n, id)| (n, id, flat))
-        });
+        let res = self
+            .persist_link_tables(&manifest)
+            .and_then(|()| self.build_flat(&build, &manifest))
+            .and_then(|flat| {
+                self.sync_fs()?;
+                fault::pause("compact:built");
+                self.publish_compacted(&p, &manifest, &build.join("layer"), &flat)
+                    .map(|(n, id)| (n, id, flat))
+            });
         if let Err(e) = atomic::remove_tree(&build) {
             log::warn!(
                 "compaction of {project}: cannot remove its scratch {}: {e}",
@@ -171,6 +174,28 @@ impl Store {
         ))
     }
 
+    /// Writes the sidecar of every layer of `m` that has none, from a scan
+    /// made now, before the compaction links anything from it: then views
+    /// read their link counts from it, not from the backing files, whose
+    /// counts the new layer's links inflate.
+    fn persist_link_tables(&self, m: &GenerationManifest) -> Result<()> {
+        for id in &m.layers {
+            if self.layout.layer_meta(id).exists() {
+                continue;
+            }
+            let dir = self.layout.layer(id);
+            let links = layer_link_groups(&dir)
+                .map_err(|e| Error::io(format!("listing the hard links of {}", dir.display()), e))?;
+            let meta = LayerMeta {
+                layer: id.clone(),
+                origin_markers: false,
+                links: rel_paths(&links),
+            };
+            atomic::write_json_atomic(&self.layout.layer_metas(), &layout::layer_meta_file_name(id), &meta)?;
+        }
+        Ok(())
+    }
+
     /// Flattens generation `m` into `build/layer` through a view of it over
     /// the empty scratch upper `build/upper`.
     pub(super) fn build_flat(&self, build: &Path, m: &GenerationManifest) -> Result<Flattened> {
@@ -223,11 +248,7 @@ impl Store {
         let meta = LayerMeta {
             layer: id.clone(),
             origin_markers: true,
-            links: flat
-                .links
-                .iter()
-                .map(|g| g.iter().map(|p| RelPath::from(p.as_path())).collect())
-                .collect(),
+            links: rel_paths(&flat.links),
         };
         atomic::write_json_atomic(&self.layout.layer_metas(), &layout::layer_meta_file_name(&id), &meta)?;
         let manifest = GenerationManifest {
@@ -283,4 +304,11 @@ impl Store {
         }
         Ok((n, id))
     }
+}
+
+fn rel_paths(groups: &[Vec<PathBuf>]) -> Vec<Vec<RelPath>> {
+    groups
+        .iter()
+        .map(|g| g.iter().map(|p| RelPath::from(p.as_path())).collect())
+        .collect()
 }

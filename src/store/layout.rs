@@ -54,18 +54,20 @@ impl GenerationManifest {
 }
 
 /// `STATE/layer-meta/L.json`: what the overlay must know about a layer that
-/// it cannot read from the layer itself. Only compacted layers have one.
+/// it cannot read from the layer itself. Compacted layers have one, and so
+/// does every layer a compaction linked files from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerMeta {
     pub layer: String,
     /// The layer carries origin markers (`trusted.goldenfs.origin`, on
-    /// directories too) that a view must read even when it is the bottom layer.
+    /// directories too) that a view must read even when it is the bottom
+    /// layer: true for a compacted layer.
     pub origin_markers: bool,
     /// Every hard-link group of the layer as a view shows it: each group is
     /// the paths (relative to the layer root) of one non-directory with more
     /// than one name. A non-directory of the layer not listed has one name.
-    /// Its backing link count is not used: the same inode also has names in
-    /// the layers it was compacted from.
+    /// The backing link count is not used: the same inode may also have
+    /// names in other layers (the layers it was compacted from, or into).
     pub links: Vec<Vec<RelPath>>,
 }
 

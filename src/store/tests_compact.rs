@@ -302,12 +302,24 @@ fn compacted_generation_shows_what_the_deep_generation_shows() {
 
 #[test]
 fn compacted_link_counts_come_from_the_sidecar_and_copy_up_keeps_groups() {
-    let (_f, store) = deep_store();
-    store.compact("web").unwrap();
+    let (f, store) = deep_store();
+    let c = store.compact("web").unwrap();
+    let layer = store.layout().layer(&c.layer.unwrap());
+    assert_eq!(
+        fs::metadata(layer.join("a")).unwrap().nlink(),
+        2,
+        "a name here and in its source layer"
+    );
+    assert_eq!(fs::metadata(layer.join("h1")).unwrap().nlink(), 4);
     let ov = session_view(&store, "web", "s5");
-    // Backing counts are inflated by the older layers' names; the view's are not.
-    assert_eq!(ov.lookup(ROOT_INO, OsStr::new("a")).unwrap().nlink, 1);
-    assert_eq!(ov.lookup(ROOT_INO, OsStr::new("h1")).unwrap().nlink, 2);
+    // Backing counts are inflated by the other layers' names; the views' are
+    // not, in the compacted generation and in the deep one it came from.
+    let deep = generation_view(&f, &store, "web", 4);
+    for v in [&ov, &deep] {
+        assert_eq!(v.lookup(ROOT_INO, OsStr::new("a")).unwrap().nlink, 1);
+        assert_eq!(v.lookup(ROOT_INO, OsStr::new("h1")).unwrap().nlink, 2);
+        assert_eq!(v.getattr(ino(v, "keep/h2")).unwrap().nlink, 2);
+    }
     // Copying one name of the group up brings the other along.
     overwrite(&ov, "keep/h2", "changed");
     let mut s = String::new();
@@ -429,7 +441,16 @@ fn crash_mid_build_leaves_nothing_after_recovery() {
     assert_eq!(store.current_generation("web").unwrap(), 4);
     assert_eq!(store.generations("web").unwrap().len(), 4);
     assert_eq!(fs::read_dir(store.layout().work()).unwrap().count(), 0);
-    assert_eq!(fs::read_dir(store.layout().layer_metas()).unwrap().count(), 0);
+    // The sidecars written for the source layers stay (their layers exist).
+    let metas: Vec<_> = fs::read_dir(store.layout().layer_metas())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(metas.len(), 4, "{metas:?}");
+    for name in metas {
+        let id = name.to_str().unwrap().strip_suffix(".json").unwrap().to_string();
+        assert!(store.layout().layer(&id).is_dir(), "{id}");
+    }
     assert!(
         store
             .recovery_report()
