@@ -200,13 +200,14 @@ fn compacted_generation_shows_the_same_tree_inodes_and_link_counts() {
 
 #[test]
 fn compaction_does_not_publish_when_a_promotion_wins_the_race() {
-    let d = daemon_with_env("GOLDENFS_PAUSE", "compact:built=3000");
+    let d = daemon_with_env("GOLDENFS_PAUSE", "compact:built=5000");
     deep_project(&d);
     let compaction = compact_in_background(&d);
     wait_for("the compaction to start", Duration::from_secs(10), || {
         compaction_running(&d)
     });
     promote_with(&d, "p", "winner", |m| write(m.join("winner"), "won\n"));
+    assert!(compaction_running(&d), "the promotion waited for the compaction");
     assert_eq!(d.current_generation("p"), 5);
     let out = compaction.join().unwrap();
     let err = assert_cli_error(&["compact", "p"], &out);
@@ -222,7 +223,7 @@ fn compaction_does_not_publish_when_a_promotion_wins_the_race() {
 
 #[test]
 fn sessions_keep_working_and_mounts_are_not_blocked_while_compaction_runs() {
-    let d = daemon_with_env("GOLDENFS_PAUSE", "compact:built=3000");
+    let d = daemon_with_env("GOLDENFS_PAUSE", "compact:built=5000");
     deep_project(&d);
     let old = d.mount("p", "old");
     let compaction = compact_in_background(&d);
@@ -230,9 +231,8 @@ fn sessions_keep_working_and_mounts_are_not_blocked_while_compaction_runs() {
         compaction_running(&d)
     });
     assert!(d.ok(&["status"]).contains("compacting generation 4"));
-    let t = Instant::now();
     let during = d.mount("p", "during");
-    assert!(t.elapsed() < Duration::from_secs(2), "mount took {:?}", t.elapsed());
+    assert!(compaction_running(&d), "the mount waited for the compaction");
     assert_eq!(generation_of(&during), 4);
     write(old.join("while"), "compacting\n");
     assert_eq!(read(old.join("a.txt")), "alpha v2\n");

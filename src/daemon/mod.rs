@@ -121,6 +121,10 @@ impl Daemon {
         if limit == 0 || depth <= limit || self.is_shutting_down() {
             return;
         }
+        if self.store.running_compactions().iter().any(|c| c.project == project) {
+            log::info!("{project} is {depth} layers deep; a compaction of it is already running");
+            return;
+        }
         let store = self.store.clone();
         let project = project.to_string();
         let spawned = std::thread::Builder::new()

@@ -93,6 +93,9 @@ pub struct GenerationSummary {
     pub session_id: Option<String>,
     pub parent: Option<u64>,
     pub layers: Vec<String>,
+    /// Set on a generation published by compaction (see `GenerationManifest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_from: Option<u64>,
     pub current: bool,
     /// Sessions based on this generation (they keep it from GC).
     pub pinned_by: Vec<String>,

@@ -263,6 +263,7 @@ fn compacted_generation_shows_what_the_deep_generation_shows() {
     );
     assert_eq!(m.layers, vec![r.layer.clone().unwrap()]);
     assert_eq!(store.current_generation("web").unwrap(), 5);
+    assert_eq!(store.generations("web").unwrap()[4].compacted_from, Some(4));
 
     let mut flat = view_snapshot(&generation_view(&f, &store, "web", 5));
     // One difference, on purpose: `n2` was deleted above `n`'s layer, so the
