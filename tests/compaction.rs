@@ -196,6 +196,8 @@ fn compacted_generation_shows_the_same_tree_inodes_and_link_counts() {
         (Some(false), Some(5))
     );
     assert!(d.ok(&["compact", "p"]).contains("nothing to compact"));
+    let err = d.fail(&["compact", "nope"]);
+    assert!(err.contains("no project named \"nope\""), "{err}");
 }
 
 #[test]
