@@ -190,6 +190,7 @@ impl Store {
                 layer: id.clone(),
                 origin_markers: false,
                 links: rel_paths(&links),
+                sources: Vec::new(),
             };
             atomic::write_json_atomic(&self.layout.layer_metas(), &layout::layer_meta_file_name(id), &meta)?;
         }
@@ -249,6 +250,7 @@ impl Store {
             layer: id.clone(),
             origin_markers: true,
             links: rel_paths(&flat.links),
+            sources: from.layers.clone(),
         };
         atomic::write_json_atomic(&self.layout.layer_metas(), &layout::layer_meta_file_name(&id), &meta)?;
         let manifest = GenerationManifest {

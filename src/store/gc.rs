@@ -1,6 +1,7 @@
 //! Garbage collection by reference: a generation survives while it is
 //! current, pinned by a session, or among the `keep` highest-numbered of its
-//! project; a layer survives while a surviving manifest names it.
+//! project; a layer survives while a surviving manifest names it or a
+//! surviving compacted layer was built from it (`LayerMeta::sources`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
@@ -112,7 +113,8 @@ impl Store {
     }
 }
 
-/// Layer ids named by any manifest of any project on disk.
+/// Layer ids named by any manifest of any project on disk, and the sources
+/// of those that are compacted layers (see `LayerMeta::sources`), transitively.
 pub(super) fn referenced_layers(layout: &super::Layout) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for project in list_dir_names(&layout.projects())? {
@@ -121,6 +123,19 @@ pub(super) fn referenced_layers(layout: &super::Layout) -> Result<BTreeSet<Strin
         }
         for n in generation_numbers(layout, &project)? {
             out.extend(read_generation(layout, &project, n)?.layers);
+        }
+    }
+    let mut todo: Vec<String> = out.iter().cloned().collect();
+    while let Some(id) = todo.pop() {
+        let path = layout.layer_meta(&id);
+        if !path.exists() {
+            continue;
+        }
+        let meta: super::layout::LayerMeta = atomic::read_json(&path)?;
+        for s in meta.sources {
+            if out.insert(s.clone()) {
+                todo.push(s);
+            }
         }
     }
     Ok(out)

@@ -69,6 +69,12 @@ pub struct LayerMeta {
     /// The backing link count is not used: the same inode may also have
     /// names in other layers (the layers it was compacted from, or into).
     pub links: Vec<Vec<RelPath>>,
+    /// The layers a compacted layer was built from. Its inode numbers (origin
+    /// markers of directories and copied-up files) are inodes of those
+    /// layers, so GC keeps them while this layer exists: freed, a number
+    /// could be given to a new file and name two objects in one view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
 }
 
 /// A relative path in JSON: a string when it is UTF-8, else its bytes.

@@ -410,6 +410,44 @@ fn gc_keeps_generations_pinned_by_sessions_and_removes_sidecars_with_layers() {
 }
 
 #[test]
+fn gc_keeps_the_layers_a_compacted_layer_takes_its_inode_numbers_from() {
+    let (f, store) = deep_store();
+    let sources = store.generation("web", 4).unwrap().layers;
+    let before = view_snapshot(&generation_view(&f, &store, "web", 4));
+    let c = store.compact("web").unwrap();
+    let twice = promote_empty_and_compact(&store);
+    store.gc(0).unwrap();
+    let kept: Vec<u64> = store.generations("web").unwrap().iter().map(|g| g.generation).collect();
+    assert_eq!(kept, vec![twice]);
+    // The directories' and copied-up files' numbers are inodes of the
+    // source layers: they stay allocated, transitively.
+    for id in sources.iter().chain([c.layer.as_ref().unwrap()]) {
+        assert!(store.layout().layer(id).is_dir(), "{id}");
+    }
+    let mut after = view_snapshot(&generation_view(&f, &store, "web", twice));
+    after.remove(Path::new("again"));
+    let n = after.get_mut(Path::new("n")).unwrap();
+    *n = n.replace("nlink=1", "nlink=2");
+    assert_eq!(after, before);
+}
+
+/// Promotes a session adding `again`, compacts, returns the new generation.
+fn promote_empty_and_compact(store: &Store) -> u64 {
+    let o = store.open_session("web", "again").unwrap();
+    fs::write(o.upper.join("again"), "again").unwrap();
+    store.promote("web", "again", None).unwrap();
+    store.compact("web").unwrap().generation
+}
+
+#[test]
+fn layer_sidecars_without_sources_parse() {
+    let m: layout::LayerMeta =
+        serde_json::from_str(r#"{"layer":"web-g9-1","origin_markers":false,"links":[]}"#).unwrap();
+    assert!(m.sources.is_empty());
+    assert!(!serde_json::to_string(&m).unwrap().contains("sources"));
+}
+
+#[test]
 fn crash_before_publish_leaves_a_complete_unpublished_generation() {
     let (f, store) = deep_store();
     inject_on_this_thread(Some("compact:before-publish"));
