@@ -498,3 +498,45 @@ fn crash_mid_build_leaves_nothing_after_recovery() {
             .any(|a| a.contains("layer-meta/web-g5-1.json"))
     );
 }
+
+#[test]
+fn a_source_at_the_link_limit_is_copied_once_and_its_names_stay_one_file() {
+    let f = fixture();
+    let store = Store::open(&f.state).unwrap();
+    let src = f.tmp.path().join("src");
+    fs::create_dir_all(src.join("many")).unwrap();
+    fs::write(src.join("f"), "linked").unwrap();
+    let mut names = 1u64;
+    while names < 70_000 {
+        match fs::hard_link(src.join("f"), src.join(format!("many/{names}"))) {
+            Ok(()) => names += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EMLINK) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    store.create_project("web", ImportSource::Copy(src)).unwrap();
+    let o = store.open_session("web", "s").unwrap();
+    fs::write(o.upper.join("top"), "top").unwrap();
+    store.promote("web", "s", None).unwrap();
+    let deep = generation_view(&f, &store, "web", 2);
+    let want = deep.lookup(ROOT_INO, OsStr::new("f")).unwrap();
+    let c = store.compact("web").unwrap();
+    let flat = generation_view(&f, &store, "web", c.generation);
+    for path in ["f", "many/1", &format!("many/{}", names - 1)] {
+        let a = flat.getattr(ino(&flat, path)).unwrap();
+        assert_eq!((a.ino, a.nlink), (want.ino, names as u32), "{path}");
+    }
+    let layer = store.layout().layer(&c.layer.unwrap());
+    let (a, b) = (
+        fs::metadata(layer.join("f")).unwrap(),
+        fs::metadata(layer.join("many/1")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "the names are one inode in the new layer");
+    if names < 70_000 {
+        // The limit was reached (ext4): the new layer holds a copy.
+        let import = store.layout().layer(&store.generation("web", 1).unwrap().layers[0]);
+        assert_ne!(a.ino(), fs::metadata(import.join("f")).unwrap().ino());
+        assert_eq!(a.nlink(), names);
+        assert_eq!(fs::read_to_string(layer.join("many/1")).unwrap(), "linked");
+    }
+}
