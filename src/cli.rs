@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use crate::daemon::{DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonConfig};
+use crate::daemon::{DEFAULT_COMPACT_DEPTH, DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonConfig};
 use crate::protocol::*;
 
 const EXAMPLES: &str = "\
@@ -48,6 +48,9 @@ enum Command {
         /// FUSE worker threads per mounted session
         #[arg(long, default_value_t = 4, value_name = "N")]
         threads: usize,
+        /// Compact a project in the background once a promotion leaves it more than N layers deep (0: never)
+        #[arg(long, default_value_t = DEFAULT_COMPACT_DEPTH, value_name = "N")]
+        compact_depth: usize,
     },
     /// Create, list and delete projects
     #[command(subcommand)]
@@ -63,6 +66,15 @@ enum Command {
         /// Refuse unless the project's current generation is N
         #[arg(long, value_name = "N")]
         if_generation: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Flatten a project's current generation into one layer, published as an equivalent new generation
+    #[command(
+        after_help = "Mounts and promotions go on while it runs; if a promotion or rollback wins the race, nothing is\npublished and the command fails (run it again).\n\nExample:\n  goldenfs compact web --json"
+    )]
+    Compact {
+        project: String,
         #[arg(long)]
         json: bool,
     },
@@ -243,6 +255,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             state_dir,
             allow_uid,
             threads,
+            compact_depth,
         } => {
             crate::daemon::reexec_with_allocator_tunables();
             // fuser's own unmount-on-drop runs after ours and warns that the
@@ -265,6 +278,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 socket,
                 allow_uids: allow_uid,
                 threads,
+                compact_depth,
             })?;
             Ok(())
         }
@@ -408,6 +422,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 )
             })
         }
+        Command::Compact { project, json } => {
+            let r: CompactReport = c.call(&Request::Compact { project })?;
+            output(json, &r, || match &r.layer {
+                Some(layer) => format!(
+                    "compacted {} generation {} ({} layers) into generation {} (1 layer, {layer}): {} entries in {:.1} s",
+                    r.project, r.compacted_from, r.layers_before, r.generation, r.entries, r.seconds
+                ),
+                None => format!(
+                    "{} generation {} has {} layer; nothing to compact",
+                    r.project, r.generation, r.layers_before
+                ),
+            })
+        }
         Command::Generations { project, json } => {
             let r: GenerationsResult = c.call(&Request::Generations { project })?;
             output(json, &r, || {
@@ -481,6 +508,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         p.layer_depth,
                         p.generations,
                         p.sessions.len()
+                    );
+                }
+                for c in &r.compactions {
+                    s += &format!(
+                        "  {}: compacting generation {} since {}\n",
+                        c.project, c.generation, c.started_at
                     );
                 }
                 s += &format!("sessions ({}):", r.sessions.len());
@@ -686,6 +719,8 @@ mod tests {
             ][..],
             &["goldenfs", "project", "create", "web", "--from", "/srv", "--move"],
             &["goldenfs", "project", "list", "--json"],
+            &["goldenfs", "compact", "web", "--json"],
+            &["goldenfs", "daemon", "--compact-depth", "0"],
             &["goldenfs", "project", "delete", "web", "--force"],
             &["goldenfs", "session", "mount", "web", "s1", "/mnt/s1"],
             &["goldenfs", "session", "unmount", "s1", "--lazy"],

@@ -9,7 +9,13 @@
 //! Points: `promote:after-manifest`, `promote:after-layer-rename`,
 //! `promote:before-pointer-swap`, `gc:mid-delete`,
 //! `import:before-project-rename`, `import:before-move-rename`,
-//! `rollback:before-pointer-swap`, `copyup:before-rename`.
+//! `rollback:before-pointer-swap`, `copyup:before-rename`,
+//! `compact:mid-build` (after the first entry of the new layer),
+//! `compact:before-publish` (the new generation is complete, not current).
+//!
+//! `GOLDENFS_PAUSE=<point>=<ms>` (debug builds) makes [`pause`] at that point
+//! sleep, so tests can make a race happen: `compact:built` (the layer is
+//! built, nothing is locked yet).
 
 use crate::error::Result;
 
@@ -22,6 +28,20 @@ thread_local! {
 #[cfg(test)]
 pub fn inject_on_this_thread(point: Option<&'static str>) {
     INJECTED.with(|f| *f.borrow_mut() = point);
+}
+
+/// A pause point: sleeps if `GOLDENFS_PAUSE` names it (debug builds only).
+pub fn pause(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Ok(v) = std::env::var("GOLDENFS_PAUSE")
+        && let Some((point, ms)) = v.rsplit_once('=')
+        && point == name
+        && let Ok(ms) = ms.parse()
+    {
+        log::warn!("GOLDENFS_PAUSE={v}: pausing {ms} ms");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let _ = name;
 }
 
 /// A fault point: returns normally unless a fault is injected here.

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode};
 pub use crate::store::{
-    DeletedGeneration, GcReport, GenerationSummary, ImportReport, ProjectSummary, PromoteReport, RollbackReport,
+    CompactReport, DeletedGeneration, GcReport, GenerationSummary, ImportReport, ProjectSummary, PromoteReport,
+    RollbackReport, RunningCompaction,
 };
 
 /// Longest request line accepted (bytes, without the newline).
@@ -65,6 +66,9 @@ pub enum Request {
         if_generation: Option<u64>,
     },
     Generations {
+        project: String,
+    },
+    Compact {
         project: String,
     },
     Rollback {
@@ -241,6 +245,9 @@ pub struct StatusResult {
     pub started_at: String,
     pub projects: Vec<ProjectSummary>,
     pub sessions: Vec<SessionInfo>,
+    /// Compactions in progress.
+    #[serde(default)]
+    pub compactions: Vec<RunningCompaction>,
 }
 
 #[cfg(test)]
@@ -259,6 +266,10 @@ mod tests {
             }
         );
         assert_eq!(parse_request(br#"{"op":"ping"}"#).unwrap(), Request::Ping {});
+        assert_eq!(
+            parse_request(br#"{"op":"compact","project":"web"}"#).unwrap(),
+            Request::Compact { project: "web".into() }
+        );
         let line = serde_json::to_string(&Request::Promote {
             project: "web".into(),
             session: "s1".into(),

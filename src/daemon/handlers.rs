@@ -35,6 +35,7 @@ pub(super) fn dispatch(d: &Daemon, req: Request) -> Result<Response> {
             session,
             if_generation,
         } => Response::success(&promote(d, &project, &session, if_generation)?),
+        Request::Compact { project } => Response::success(&d.store.compact(&project)?),
         Request::Generations { project } => Response::success(&generations(d, &project)?),
         Request::Rollback { project, generation } => Response::success(&d.store.rollback(&project, generation)?),
         Request::Gc { keep } => Response::success(&d.store.gc(keep.unwrap_or(DEFAULT_KEEP))?),
@@ -267,7 +268,9 @@ fn promote(d: &Daemon, project: &str, session: &str, if_generation: Option<u64>)
             v.mountpoint().display()
         )));
     }
-    d.store.promote(project, session, if_generation)
+    let report = d.store.promote(project, session, if_generation)?;
+    d.maybe_compact(project, report.layers.len());
+    Ok(report)
 }
 
 fn generations(d: &Daemon, project: &str) -> Result<GenerationsResult> {
@@ -294,5 +297,6 @@ fn status(d: &Daemon) -> Result<StatusResult> {
         started_at: d.started_at.clone(),
         projects: d.store.list_projects()?,
         sessions: session_list(d),
+        compactions: d.store.running_compactions(),
     })
 }

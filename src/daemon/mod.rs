@@ -45,11 +45,18 @@ pub struct DaemonConfig {
     pub allow_uids: Vec<u32>,
     /// FUSE worker threads per view.
     pub threads: usize,
+    /// Compact a project in the background when a promotion leaves its
+    /// current generation deeper than this many layers (0: never).
+    pub compact_depth: usize,
 }
+
+/// Default `--compact-depth`.
+pub const DEFAULT_COMPACT_DEPTH: usize = 16;
 
 /// The daemon's state, shared by every connection thread.
 pub struct Daemon {
-    pub store: Store,
+    /// Shared with background compactions.
+    pub store: Arc<Store>,
     pub registry: Registry,
     pub config: DaemonConfig,
     started_at: String,
@@ -63,7 +70,7 @@ impl Daemon {
         if config.threads == 0 {
             return Err(Error::invalid("--threads must be at least 1"));
         }
-        let store = Store::open(&config.state_dir)?;
+        let store = Arc::new(Store::open(&config.state_dir)?);
         for s in store.sessions() {
             if let Some(mp) = &s.mountpoint
                 && let Err(e) = mountpoint::detach_if_stale(mp)
@@ -103,6 +110,33 @@ impl Daemon {
                     "the daemon hit a bug handling this request (see its log); the request may be partially done",
                 ))
             }
+        }
+    }
+
+    /// Starts a background compaction of `project` if its current generation
+    /// has more than `--compact-depth` layers and none is running. Errors
+    /// (including losing a race to a promotion) are logged.
+    pub fn maybe_compact(&self, project: &str, depth: usize) {
+        let limit = self.config.compact_depth;
+        if limit == 0 || depth <= limit || self.is_shutting_down() {
+            return;
+        }
+        if self.store.running_compactions().iter().any(|c| c.project == project) {
+            log::info!("{project} is {depth} layers deep; a compaction of it is already running");
+            return;
+        }
+        let store = self.store.clone();
+        let project = project.to_string();
+        let spawned = std::thread::Builder::new()
+            .name(format!("compact-{project}"))
+            .spawn(move || {
+                log::info!("{project} is {depth} layers deep (--compact-depth {limit}): compacting in the background");
+                if let Err(e) = store.compact(&project) {
+                    log::warn!("background compaction of {project} did not publish: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a background compaction: {e}");
         }
     }
 

@@ -36,6 +36,7 @@ fn start() -> Running {
         socket: socket.clone(),
         allow_uids: vec![],
         threads: 2,
+        compact_depth: 0,
     };
     let server = Server::bind(&socket, false).unwrap();
     let daemon = Arc::new(Daemon::open(config).unwrap());

@@ -3,30 +3,84 @@
 //! Every name of a multiply-linked lower file is one node in a view (node ids
 //! are origin inode numbers). Copy-up must therefore bring all of them up as
 //! one upper inode, or the names would share an inode number while showing
-//! different data. The other names come from a per-layer table, built by
-//! scanning the layer the first time a view needs it (layers are immutable,
-//! so the table never goes stale); each one is linked to the new upper copy
-//! if the view still shows that lower file under it.
+//! different data. The other names come from a per-layer table; each one is
+//! linked to the new upper copy if the view still shows that lower file
+//! under it.
+//!
+//! A layer without a sidecar has its table built by scanning the layer the
+//! first time a view needs it (layers are immutable, so it never goes
+//! stale). A layer with a sidecar (`LayerDirs::meta`, written by compaction)
+//! has its table persisted there, and the table is also where a view's
+//! `st_nlink` of the layer's non-directories comes from (the size of its
+//! group, else 1): compaction hard-links files into a new layer, so their
+//! backing link counts also count names in other layers. Compaction writes
+//! the sidecar of the new layer (its groups as the view showed them) and of
+//! every layer it links from (their own groups, from a scan made before the
+//! first link), so no view mounted afterwards sees an inflated count.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::markers;
 use super::node::FileBacking;
 use super::resolve::Found;
 use super::{Ino, Kind, Overlay, ROOT_INO};
 use crate::error::Errno;
+use crate::store::layout::LayerMeta;
 use crate::sys::{self, FileType, Stat};
 
-/// Inode number → every path (relative to the layer root) of a non-directory
-/// with more than one link.
-pub(super) type LinkTable = HashMap<u64, Vec<PathBuf>>;
+/// The hard-link groups of one layer: the paths (relative to the layer
+/// root) of every non-directory with more than one name in the layer.
+#[derive(Debug, Default)]
+pub(super) struct LinkTable {
+    groups: Vec<Arc<[PathBuf]>>,
+    by_path: HashMap<PathBuf, usize>,
+}
+
+impl LinkTable {
+    /// A table of `groups`; groups of fewer than two names are dropped.
+    fn from_groups(groups: impl IntoIterator<Item = Vec<PathBuf>>) -> LinkTable {
+        let mut t = LinkTable::default();
+        for g in groups.into_iter().filter(|g| g.len() > 1) {
+            for p in &g {
+                t.by_path.insert(p.clone(), t.groups.len());
+            }
+            t.groups.push(g.into());
+        }
+        t
+    }
+
+    /// The table a compacted layer's sidecar persists.
+    pub(super) fn from_meta(meta: &LayerMeta) -> LinkTable {
+        LinkTable::from_groups(meta.links.iter().map(|g| g.iter().map(PathBuf::from).collect()))
+    }
+
+    /// Every name of the file at `path` (including `path`), if it has several.
+    fn group(&self, path: &Path) -> Option<&[PathBuf]> {
+        self.by_path.get(path).map(|&i| &*self.groups[i])
+    }
+
+    /// Number of names of the non-directory at `path` in the layer.
+    pub(super) fn nlink(&self, path: &Path) -> u64 {
+        self.group(path).map_or(1, |g| g.len() as u64)
+    }
+}
+
+/// The hard-link groups of the layer at `dir` (for its sidecar), from a scan.
+pub fn layer_link_groups(dir: &Path) -> Result<Vec<Vec<PathBuf>>, Errno> {
+    let t = scan_layer(sys::open_dir_abs(dir)?.as_fd())?;
+    let mut groups: Vec<Vec<PathBuf>> = t.groups.iter().map(|g| g.to_vec()).collect();
+    groups.iter_mut().for_each(|g| g.sort());
+    groups.sort();
+    Ok(groups)
+}
 
 /// Scans a layer for multiply-linked non-directories.
 pub(super) fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<LinkTable, Errno> {
-    let mut table: LinkTable = HashMap::new();
+    let mut table: HashMap<u64, Vec<PathBuf>> = HashMap::new();
     let mut dirs = vec![PathBuf::new()];
     while let Some(dir) = dirs.pop() {
         let fd = sys::open_dir_read(root, &dir)?;
@@ -46,10 +100,9 @@ pub(super) fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<LinkTable,
             }
         }
     }
-    // Singletons: the other links are outside the layer (cannot happen for
-    // an import or a promoted upper, but costs nothing to drop).
-    table.retain(|_, paths| paths.len() > 1);
-    Ok(table)
+    // Singletons (dropped): the other links are outside the layer, e.g. in a
+    // layer compacted from this one.
+    Ok(LinkTable::from_groups(table.into_values()))
 }
 
 /// Another name of a lower file, found in the view: its parent directory's
@@ -75,6 +128,27 @@ impl Overlay {
         Ok(self.link_tables[layer].get_or_init(|| table))
     }
 
+    /// The layer is a compacted one: it carries origin markers (on
+    /// directories too) that must be read even at the bottom of the stack.
+    pub(super) fn is_compacted(&self, layer: usize) -> bool {
+        self.layers
+            .meta
+            .get(layer)
+            .is_some_and(|m| m.as_ref().is_some_and(|m| m.origin_markers))
+    }
+
+    /// Corrects the link count of lower non-directory `layer`/`path` as the
+    /// view reports it: for a layer with a persisted table it comes from the
+    /// table (the backing count may count names in other layers).
+    pub(super) fn fix_lower_nlink(&self, layer: usize, path: &Path, st: &mut Stat) {
+        if self.layers.meta.get(layer).is_some_and(Option::is_some)
+            && Kind::from_mode(st.st_mode) != Kind::Dir
+            && let Some(t) = self.link_tables[layer].get()
+        {
+            st.st_nlink = t.nlink(path) as _;
+        }
+    }
+
     /// The other names under which the view may still show the lower file
     /// `layer`/`path` (described by `st`). Takes lookup references on their
     /// parent directories; release them with `release_aliases`.
@@ -84,7 +158,7 @@ impl Overlay {
             return out;
         }
         let paths = match self.link_table(layer) {
-            Ok(t) => t.get(&st.st_ino).cloned().unwrap_or_default(),
+            Ok(t) => t.group(path).map(<[PathBuf]>::to_vec).unwrap_or_default(),
             Err(e) => {
                 log::warn!("cannot list the hard links of layer {layer}: {e:?}; copying up {path:?} alone");
                 return out;

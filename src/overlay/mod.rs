@@ -10,6 +10,7 @@
 //! 3. `nodes`, the inode table, held only for in-memory work.
 
 mod copyup;
+mod flatten;
 mod hardlinks;
 mod markers;
 mod meta;
@@ -31,7 +32,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::Errno;
+use crate::store::layout::LayerMeta;
 use crate::sys::{self, Stat};
+pub use flatten::Flattened;
+pub use hardlinks::layer_link_groups;
 use node::{DirInfo, LowerDir, Node, NodeData, NodeTable};
 pub use readdir::{DirEntry, LowerHint};
 use version::{VERSION_FILE_NAME, VersionInfo};
@@ -153,15 +157,23 @@ pub struct LayerDirs {
     pub work: OwnedFd,
     /// Top first.
     pub lowers: Vec<OwnedFd>,
+    /// Per lower layer, its sidecar (`STATE/layer-meta/L.json`) if it has
+    /// one: compacted layers do (see `hardlinks`).
+    pub meta: Vec<Option<LayerMeta>>,
 }
 
 impl LayerDirs {
-    /// Opens the layer directories by path (paths come from the store).
+    /// Opens the layer directories by path (paths come from the store) and
+    /// reads the lower layers' sidecars.
     pub fn open(upper: &Path, work: &Path, lowers: &[PathBuf]) -> std::io::Result<LayerDirs> {
         Ok(LayerDirs {
             upper: sys::open_dir_abs(upper)?,
             work: sys::open_dir_abs(work)?,
             lowers: lowers.iter().map(|p| sys::open_dir_abs(p)).collect::<Result<_, _>>()?,
+            meta: lowers
+                .iter()
+                .map(|p| crate::store::layout::read_layer_meta_for(p))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -184,7 +196,8 @@ pub struct Overlay {
     copyup_locks: Vec<Mutex<()>>,
     /// Name in the work dir of the inode every new whiteout links to.
     shared_whiteout: Mutex<Option<std::ffi::OsString>>,
-    /// Per lower layer, its multiply-linked files (built on first need).
+    /// Per lower layer, its multiply-linked files (persisted for compacted
+    /// layers, else scanned on first need).
     link_tables: Vec<std::sync::OnceLock<hardlinks::LinkTable>>,
     version: Vec<u8>,
     version_mtime: (i64, u32),
@@ -243,7 +256,16 @@ impl Overlay {
             .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
             .unwrap_or((0, 0));
         Ok(Overlay {
-            link_tables: layers.lowers.iter().map(|_| Default::default()).collect(),
+            link_tables: layers
+                .meta
+                .iter()
+                .map(|m| {
+                    m.as_ref()
+                        .map(hardlinks::LinkTable::from_meta)
+                        .map(Into::into)
+                        .unwrap_or_default()
+                })
+                .collect(),
             layers,
             root_lower,
             ns: RwLock::new(()),

@@ -98,9 +98,9 @@ enum LowerFound {
 
 impl Overlay {
     /// Layers that can hold markers: all but the bottom one (an import, which
-    /// is stripped of them).
+    /// is stripped of them), unless that is a compacted layer.
     fn has_markers(&self, layer: usize) -> bool {
-        layer + 1 < self.layers.lowers.len()
+        layer + 1 < self.layers.lowers.len() || self.is_compacted(layer)
     }
 
     /// Snapshot of a directory node for name lookups in it.
@@ -257,10 +257,15 @@ impl Overlay {
             let path = e.path.join(name);
             if is_dir(&st) {
                 top.get_or_insert(st);
+                // A compacted layer's directories record the number a view showed.
+                let ino = match self.is_compacted(e.layer) {
+                    true => markers::origin(markers::open_entry(dirfd.as_fd(), name)?.as_fd())?,
+                    false => None,
+                };
                 dirs.push(LowerDir {
                     layer: e.layer,
                     path,
-                    ino: st.st_ino,
+                    ino: ino.unwrap_or(st.st_ino),
                 });
                 if markers_here {
                     let fd = markers::open_entry(dirfd.as_fd(), name)?;
@@ -283,6 +288,8 @@ impl Overlay {
                 } else {
                     st.st_ino
                 };
+                let mut st = st;
+                self.fix_lower_nlink(e.layer, &path, &mut st);
                 return Ok(Some(LowerFound::File {
                     layer: e.layer,
                     path,
@@ -370,8 +377,12 @@ impl Overlay {
     /// `getattr` with the namespace lock held by the caller.
     pub(super) fn attr_locked(&self, ino: Ino) -> Result<Attr, Errno> {
         let (data, fd) = self.top_copy(ino)?;
-        let st = sys::fstat(fd.as_fd())?;
+        let mut st = sys::fstat(fd.as_fd())?;
         Ok(match data {
+            NodeData::File(FileBacking::Lower { layer, path }) => {
+                self.fix_lower_nlink(layer, &path, &mut st);
+                Attr::from_stat(ino, &st)
+            }
             NodeData::File(_) => Attr::from_stat(ino, &st),
             NodeData::Dir(info) => Attr {
                 ino,

@@ -1,6 +1,7 @@
 //! Garbage collection by reference: a generation survives while it is
 //! current, pinned by a session, or among the `keep` highest-numbered of its
-//! project; a layer survives while a surviving manifest names it.
+//! project; a layer survives while a surviving manifest names it or a
+//! surviving compacted layer was built from it (`LayerMeta::sources`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
@@ -49,11 +50,13 @@ impl Store {
                 };
                 let numbers = generation_numbers(&self.layout, &name)?;
                 let newest: HashSet<u64> = numbers.iter().rev().take(keep as usize).copied().collect();
-                let pinned: HashSet<u64> = sessions
+                let mut pinned: HashSet<u64> = sessions
                     .iter()
                     .filter(|s| s.project == name)
                     .map(|s| s.base_generation)
                     .collect();
+                // A generation being compacted is read until the compaction ends.
+                pinned.extend(self.compacting.lock().get(&name).map(|c| c.generation));
                 for n in numbers {
                     if n == current || pinned.contains(&n) || newest.contains(&n) {
                         continue;
@@ -95,6 +98,7 @@ impl Store {
                 let path = self.layout.layer(&id);
                 let bytes = atomic::tree_usage(&path);
                 trash.push((atomic::move_to_work(&path, &self.layout.work(), "layer")?, bytes));
+                remove_layer_meta(&self.layout, &id)?;
                 fault::point("gc:mid-delete")?;
                 log::info!("gc: deleted layer {id}");
                 deleted.push(id);
@@ -109,7 +113,8 @@ impl Store {
     }
 }
 
-/// Layer ids named by any manifest of any project on disk.
+/// Layer ids named by any manifest of any project on disk, and the sources
+/// of those that are compacted layers (see `LayerMeta::sources`), transitively.
 pub(super) fn referenced_layers(layout: &super::Layout) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for project in list_dir_names(&layout.projects())? {
@@ -120,5 +125,30 @@ pub(super) fn referenced_layers(layout: &super::Layout) -> Result<BTreeSet<Strin
             out.extend(read_generation(layout, &project, n)?.layers);
         }
     }
+    let mut todo: Vec<String> = out.iter().cloned().collect();
+    while let Some(id) = todo.pop() {
+        let path = layout.layer_meta(&id);
+        if !path.exists() {
+            continue;
+        }
+        let meta: super::layout::LayerMeta = atomic::read_json(&path)?;
+        for s in meta.sources {
+            if out.insert(s.clone()) {
+                todo.push(s);
+            }
+        }
+    }
     Ok(out)
+}
+
+/// Removes the sidecar of layer `id` (most layers have none). Called after
+/// the layer left `layers/`: a sidecar without its layer is harmless (and
+/// removed at start-up), a layer without its sidecar would be misread.
+pub(super) fn remove_layer_meta(layout: &super::Layout, id: &str) -> Result<()> {
+    let path = layout.layer_meta(id);
+    if path.exists() {
+        atomic::remove_tree(&path)?;
+        atomic::fsync_dir(&layout.layer_metas())?;
+    }
+    Ok(())
 }

@@ -240,6 +240,7 @@ impl Store {
                 project_id: name.to_string(),
                 parent: None,
                 layers: vec![layer_id.to_string()],
+                compacted_from: None,
             },
         )?;
         atomic::write_atomic(build, layout::CURRENT, b"1\n")

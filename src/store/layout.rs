@@ -34,6 +34,10 @@ pub struct GenerationManifest {
     pub parent: Option<u64>,
     /// Layer ids under `STATE/layers/`, top first.
     pub layers: Vec<String>,
+    /// Set on a generation published by compaction: the generation whose
+    /// merged content its single layer holds (the same content, flattened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_from: Option<u64>,
 }
 
 impl GenerationManifest {
@@ -46,6 +50,81 @@ impl GenerationManifest {
             project_id: self.project_id.clone(),
             parent: self.parent,
         }
+    }
+}
+
+/// `STATE/layer-meta/L.json`: what the overlay must know about a layer that
+/// it cannot read from the layer itself. Compacted layers have one, and so
+/// does every layer a compaction linked files from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerMeta {
+    pub layer: String,
+    /// The layer carries origin markers (`trusted.goldenfs.origin`, on
+    /// directories too) that a view must read even when it is the bottom
+    /// layer: true for a compacted layer.
+    pub origin_markers: bool,
+    /// Every hard-link group of the layer as a view shows it: each group is
+    /// the paths (relative to the layer root) of one non-directory with more
+    /// than one name. A non-directory of the layer not listed has one name.
+    /// The backing link count is not used: the same inode may also have
+    /// names in other layers (the layers it was compacted from, or into).
+    pub links: Vec<Vec<RelPath>>,
+    /// The layers a compacted layer was built from. Its inode numbers (origin
+    /// markers of directories and copied-up files) are inodes of those
+    /// layers, so GC keeps them while this layer exists: freed, a number
+    /// could be given to a new file and name two objects in one view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+/// A relative path in JSON: a string when it is UTF-8, else its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RelPath {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl From<&Path> for RelPath {
+    fn from(p: &Path) -> RelPath {
+        match p.to_str() {
+            Some(s) => RelPath::Text(s.to_string()),
+            None => RelPath::Bytes(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec()),
+        }
+    }
+}
+
+impl From<&RelPath> for PathBuf {
+    fn from(p: &RelPath) -> PathBuf {
+        match p {
+            RelPath::Text(s) => PathBuf::from(s),
+            RelPath::Bytes(b) => PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b)),
+        }
+    }
+}
+
+/// The sidecar of the layer directory `layer_dir` (`STATE/layers/L` →
+/// `STATE/layer-meta/L.json`), for readers that only have the layer's path.
+pub fn layer_meta_for(layer_dir: &Path) -> Option<PathBuf> {
+    let id = layer_dir.file_name()?.to_str()?;
+    let state = layer_dir.parent()?.parent()?;
+    Some(state.join(LAYER_META).join(format!("{id}.json")))
+}
+
+/// Reads the sidecar of the layer directory `layer_dir`, if it has one.
+pub fn read_layer_meta_for(layer_dir: &Path) -> std::io::Result<Option<LayerMeta>> {
+    let Some(path) = layer_meta_for(layer_dir) else {
+        return Ok(None);
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is corrupt: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -108,6 +187,18 @@ impl Layout {
     pub fn work(&self) -> PathBuf {
         self.root.join("work")
     }
+    pub fn layer_metas(&self) -> PathBuf {
+        self.root.join(LAYER_META)
+    }
+    pub fn layer_meta(&self, id: &str) -> PathBuf {
+        self.layer_metas().join(layer_meta_file_name(id))
+    }
+}
+
+pub const LAYER_META: &str = "layer-meta";
+
+pub fn layer_meta_file_name(id: &str) -> String {
+    format!("{id}.json")
 }
 
 pub const PROJECT_JSON: &str = "project.json";
@@ -150,6 +241,33 @@ mod tests {
         for bad in ["0.json", "07.json", ".json", "7.json.tmp", "x.json", "7"] {
             assert_eq!(parse_generation_file_name(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn manifests_without_compacted_from_still_parse() {
+        let old = r#"{"generation":2,"created_at":"2026-11-24T10:05:00Z","session_id":"s1",
+            "project_id":"web","parent":1,"layers":["a","b"]}"#;
+        let m: GenerationManifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.compacted_from, None);
+        assert!(!serde_json::to_string(&m).unwrap().contains("compacted_from"));
+    }
+
+    #[test]
+    fn layer_meta_paths_round_trip_non_utf8_names() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = PathBuf::from(std::ffi::OsStr::from_bytes(b"d/\xff\xfename"));
+        let r = RelPath::from(p.as_path());
+        assert!(matches!(r, RelPath::Bytes(_)));
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(PathBuf::from(&serde_json::from_str::<RelPath>(&json).unwrap()), p);
+        assert_eq!(
+            layer_meta_for(Path::new("/s/layers/web-g3-1")),
+            Some(PathBuf::from("/s/layer-meta/web-g3-1.json"))
+        );
+        assert_eq!(
+            Layout::new(Path::new("/s")).layer_meta("web-g3-1"),
+            PathBuf::from("/s/layer-meta/web-g3-1.json")
+        );
     }
 
     #[test]

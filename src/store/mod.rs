@@ -14,11 +14,17 @@
 //! 3. `Project::state` (`RwLock`): guards the current pointer. Readers are
 //!    mounts resolving `current` (read, pin, release); the writer holds it only
 //!    to swap the pointer (rename of a prepared, fsynced file).
-//! 4. `projects`, `sessions`, `creating` maps (`Mutex`): leaves, held briefly,
-//!    never while taking another lock.
+//! 4. `projects`, `sessions`, `creating`, `compacting` maps (`Mutex`):
+//!    leaves, held briefly, never while taking another lock.
+//!
+//! Compaction walks and builds with none of these held (its generation is
+//! pinned through `compacting`); it publishes like a promotion, under
+//! `maintenance` (shared) and `promote_lock`, swapping the pointer under
+//! the write lock only if `current` is still the generation it flattened.
 
 mod atomic;
 
+mod compact;
 mod gc;
 mod import;
 pub mod layout;
@@ -28,6 +34,8 @@ mod recovery;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compact;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -40,6 +48,7 @@ use std::sync::Arc;
 use crate::error::{Error, ErrorCode, Result};
 use crate::sys;
 
+pub use compact::{CompactReport, RunningCompaction};
 pub use gc::{DEFAULT_KEEP, DeletedGeneration, GcReport};
 pub use import::{ImportReport, ImportSource};
 pub use layout::{GenerationManifest, Layout, ProjectMeta, SessionRecord};
@@ -84,6 +93,9 @@ pub struct GenerationSummary {
     pub session_id: Option<String>,
     pub parent: Option<u64>,
     pub layers: Vec<String>,
+    /// Set on a generation published by compaction (see `GenerationManifest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_from: Option<u64>,
     pub current: bool,
     /// Sessions based on this generation (they keep it from GC).
     pub pinned_by: Vec<String>,
@@ -100,6 +112,9 @@ pub struct Store {
     projects: Mutex<BTreeMap<String, Arc<Project>>>,
     creating: Mutex<HashSet<String>>,
     sessions: Mutex<BTreeMap<String, SessionRecord>>,
+    /// Running compactions by project: at most one each; the generation
+    /// being compacted is pinned (GC keeps it) until it finishes.
+    compacting: Mutex<BTreeMap<String, RunningCompaction>>,
     recovery: RecoveryReport,
 }
 
@@ -138,6 +153,7 @@ impl Store {
             projects: Mutex::new(BTreeMap::new()),
             creating: Mutex::new(HashSet::new()),
             sessions: Mutex::new(BTreeMap::new()),
+            compacting: Mutex::new(BTreeMap::new()),
             recovery,
         };
         store.load()?;
@@ -187,7 +203,13 @@ impl Store {
             }
             Err(e) => return Err(Error::io(format!("reading {}", store_json.display()), e)),
         }
-        for dir in [layout.projects(), layout.layers(), layout.sessions(), layout.work()] {
+        for dir in [
+            layout.projects(),
+            layout.layers(),
+            layout.sessions(),
+            layout.work(),
+            layout.layer_metas(),
+        ] {
             match fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -106,6 +106,7 @@ impl Store {
                 session_id: m.session_id,
                 parent: m.parent,
                 layers: m.layers,
+                compacted_from: m.compacted_from,
                 current: n == current,
                 pinned_by: sessions
                     .values()

@@ -25,7 +25,8 @@ pub struct PromoteReport {
     pub session: String,
     /// The new generation (now current).
     pub generation: u64,
-    /// The session's base generation.
+    /// The generation the new one is built on: the session's base
+    /// generation, or the generation compacted from it (same content).
     pub parent: u64,
     /// The generation that was current before.
     pub previous: u64,
@@ -79,17 +80,8 @@ impl Store {
                 upper.display()
             )));
         }
-        let base = read_generation(&self.layout, project, rec.base_generation)?;
-        let n = generation_numbers(&self.layout, project)?
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .max(previous)
-            + 1;
-        let mut layer_id = layout::new_layer_id(project, n);
-        while self.layout.layer(&layer_id).exists() {
-            layer_id = layout::new_layer_id(project, n);
-        }
+        let base = self.promotion_base(project, rec.base_generation)?;
+        let (n, layer_id) = self.next_generation(project, previous)?;
         let mut layers = vec![layer_id.clone()];
         layers.extend(base.layers.iter().cloned());
         let manifest = GenerationManifest {
@@ -97,8 +89,9 @@ impl Store {
             created_at: atomic::now_rfc3339(),
             session_id: Some(session.to_string()),
             project_id: project.to_string(),
-            parent: Some(rec.base_generation),
+            parent: Some(base.generation),
             layers: layers.clone(),
+            compacted_from: None,
         };
         // The session's writes must be on disk before they are published.
         self.sync_fs()?;
@@ -112,11 +105,7 @@ impl Store {
             return Err(e);
         }
         fault::point("promote:after-layer-rename")?;
-        let pointer = atomic::prepare_atomic(
-            &self.layout.project(project),
-            layout::CURRENT,
-            format!("{n}\n").as_bytes(),
-        )?;
+        let pointer = self.prepare_pointer(project, n)?;
         fault::point("promote:before-pointer-swap")?;
         let swapped = {
             let mut st = p.state.write();
@@ -147,11 +136,56 @@ impl Store {
             project: project.to_string(),
             session: session.to_string(),
             generation: n,
-            parent: rec.base_generation,
+            parent: base.generation,
             previous,
             layer: layer_id,
             layers,
         })
+    }
+
+    /// The number of a new generation of `project` (max+1; numbers are never
+    /// reused) and a fresh id for its layer.
+    pub(super) fn next_generation(&self, project: &str, current: u64) -> Result<(u64, String)> {
+        let n = generation_numbers(&self.layout, project)?
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(current)
+            + 1;
+        let mut id = layout::new_layer_id(project, n);
+        while self.layout.layer(&id).exists() {
+            id = layout::new_layer_id(project, n);
+        }
+        Ok((n, id))
+    }
+
+    /// `current` = `n`, written and fsynced under a temp name; commit it
+    /// under the project's write lock.
+    pub(super) fn prepare_pointer(&self, project: &str, n: u64) -> Result<atomic::Prepared> {
+        atomic::prepare_atomic(
+            &self.layout.project(project),
+            layout::CURRENT,
+            format!("{n}\n").as_bytes(),
+        )
+    }
+
+    /// The generation a session based on `base` is promoted onto: `base`
+    /// itself, or, when it was compacted, the newest complete generation
+    /// compacted from it (the same content in one layer, so the new
+    /// generation is shallow too).
+    fn promotion_base(&self, project: &str, base: u64) -> Result<GenerationManifest> {
+        for n in generation_numbers(&self.layout, project)?.into_iter().rev() {
+            if n <= base {
+                break;
+            }
+            if let Ok(m) = read_generation(&self.layout, project, n)
+                && m.compacted_from == Some(base)
+                && m.layers.iter().all(|l| self.layout.layer(l).is_dir())
+            {
+                return Ok(m);
+            }
+        }
+        read_generation(&self.layout, project, base)
     }
 
     /// Points `project`'s current generation at the existing generation `n`.
@@ -168,11 +202,7 @@ impl Store {
                 ),
             ));
         }
-        let pointer = atomic::prepare_atomic(
-            &self.layout.project(project),
-            layout::CURRENT,
-            format!("{n}\n").as_bytes(),
-        )?;
+        let pointer = self.prepare_pointer(project, n)?;
         fault::point("rollback:before-pointer-swap")?;
         let mut st = p.state.write();
         if st.deleted {

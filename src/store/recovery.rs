@@ -12,13 +12,15 @@
 //!    are deleted unless current. A project whose current generation is
 //!    incomplete and that has nothing else (an interrupted `--move` import)
 //!    is removed; the source directory was never moved.
-//! 5. Layers no manifest references are deleted.
+//! 5. Layers no manifest references are deleted, with their sidecars; a
+//!    sidecar (`layer-meta/L.json`) whose layer does not exist (an
+//!    interrupted compaction or GC) is deleted.
 
 use serde::{Deserialize, Serialize};
 use std::fs;
 
 use super::atomic;
-use super::gc::referenced_layers;
+use super::gc::{referenced_layers, remove_layer_meta};
 use super::layout::{self, Layout, SessionRecord};
 use super::list_dir_names;
 use super::project::{generation_numbers, read_current, read_generation};
@@ -90,8 +92,23 @@ pub(super) fn recover(layout: &Layout) -> Result<RecoveryReport> {
     for id in list_dir_names(&layout.layers())? {
         if !referenced.contains(&id) {
             let trash = atomic::move_to_work(&layout.layer(&id), &work, "layer")?;
+            remove_layer_meta(layout, &id)?;
             atomic::remove_tree(&trash)?;
             r.note(format!("deleted layer {id}: no generation references it"));
+        }
+    }
+    // 6. sidecars of layers that do not exist
+    if let Ok(rd) = fs::read_dir(layout.layer_metas()) {
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let orphan = match name.strip_suffix(".json") {
+                Some(id) if !name.starts_with('.') => !layout.layer(id).is_dir(),
+                _ => true,
+            };
+            if orphan {
+                atomic::remove_tree(&ent.path())?;
+                r.note(format!("deleted layer-meta/{name}: its layer does not exist"));
+            }
         }
     }
     Ok(r)

@@ -266,6 +266,8 @@ pub struct Daemon {
     mounts: Mutex<Vec<PathBuf>>,
     dir_seq: AtomicUsize,
     extra_args: Vec<String>,
+    /// Environment variables of the daemon process (see [`Daemon::set_env`]).
+    env: Mutex<Vec<(String, String)>>,
 }
 
 impl Daemon {
@@ -294,6 +296,7 @@ impl Daemon {
             mounts: Mutex::new(Vec::new()),
             dir_seq: AtomicUsize::new(0),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: Mutex::new(Vec::new()),
         };
         d.spawn();
         d
@@ -313,6 +316,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.socket)
             .args(&self.extra_args)
+            .envs(self.env.lock().unwrap().iter().cloned())
             .env_remove("GOLDENFS_SOCKET")
             .env(
                 "RUST_LOG",
@@ -525,6 +529,16 @@ impl Daemon {
             if is_mounted(mp) {
                 lazy_umount(mp);
             }
+        }
+    }
+
+    /// Sets (or, with `None`, unsets) an environment variable of the daemon
+    /// from its next start on (e.g. `GOLDENFS_FAULT`, `GOLDENFS_PAUSE`).
+    pub fn set_env(&self, key: &str, value: Option<&str>) {
+        let mut env = self.env.lock().unwrap();
+        env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            env.push((key.to_string(), v.to_string()));
         }
     }
 
