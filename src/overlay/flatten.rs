@@ -91,8 +91,9 @@ impl Walk<'_> {
     /// Fills the new directory `dest` (at `rel` in the new layer) with the
     /// content of the view's directory `view`.
     fn dir(&mut self, view: &DirView, dest: BorrowedFd<'_>, rel: &Path) -> Result<(), Errno> {
-        for name in self.ov.merged_names(view)? {
-            let Some(found) = self.ov.resolve_in(view, &name)?.found else {
+        for (name, index) in self.ov.merged_names(view)? {
+            let hint = index.map(|i| view.hint(i));
+            let Some(found) = self.ov.resolve_in_from(view, &name, hint.as_ref())?.found else {
                 continue;
             };
             let ino = found.attr().ino;

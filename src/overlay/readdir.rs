@@ -40,7 +40,7 @@ impl DirView {
         h.finish()
     }
 
-    fn hint(&self, index: usize) -> LowerHint {
+    pub(super) fn hint(&self, index: usize) -> LowerHint {
         LowerHint {
             index,
             stack: self.stack_hash(index),
