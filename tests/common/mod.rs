@@ -478,8 +478,24 @@ impl Daemon {
     }
 
     /// `goldenfs session unmount SESSION`.
+    /// Unmounts a session. A test that runs several threads also forks CLI
+    /// subprocesses, and a child forked while another thread had a file of
+    /// this view open holds that file until its exec closes it (O_CLOEXEC):
+    /// the unmount can then meet EBUSY for that instant, so "busy" is retried
+    /// for up to 2 s before it counts as a failure.
     pub fn unmount(&self, session: &str) {
-        self.ok(&["session", "unmount", session]);
+        let args = ["session", "unmount", session];
+        for _ in 0..100 {
+            let out = self.run(&args);
+            if out.status.success() {
+                return;
+            }
+            if !String::from_utf8_lossy(&out.stderr).contains("is busy") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.ok(&args);
     }
 
     /// Creates project `name` from a tree built by `fill` (given the source dir).
