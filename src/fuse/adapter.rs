@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::iomode::{IoModes, OpenMode};
 use crate::error::Errno;
-use crate::overlay::{Attr, Caller, DirEntry, Kind, LowerHint, Opened, Overlay, SetAttr, VERSION_INO};
+use crate::overlay::{Attr, Caller, DirEntry, Kind, Opened, Overlay, SetAttr, VERSION_INO};
 use crate::sys;
 
 /// How long the kernel may cache names and attributes. Every change to a
@@ -54,12 +54,7 @@ pub(crate) struct FuseView {
     io: IoModes,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
-    /// FORGETs received, to hand freed memory back every `TRIM_EVERY`.
-    forgotten: AtomicU64,
 }
-
-/// Forgotten inodes between two trims of the allocator.
-const TRIM_EVERY: u64 = 16 * 1024;
 
 impl FuseView {
     pub(crate) fn new(core: Arc<Overlay>) -> Self {
@@ -69,16 +64,6 @@ impl FuseView {
             io: IoModes::default(),
             next_fh: AtomicU64::new(1),
             passthrough: AtomicBool::new(false),
-            forgotten: AtomicU64::new(0),
-        }
-    }
-
-    /// Counts forgotten inodes; when the kernel drops many (memory pressure,
-    /// `drop_caches`) the freed node memory goes back to the system.
-    fn note_forgotten(&self, n: u64) {
-        let before = self.forgotten.fetch_add(n, Ordering::Relaxed);
-        if before / TRIM_EVERY != (before + n) / TRIM_EVERY {
-            sys::trim_allocator();
         }
     }
 
@@ -289,7 +274,6 @@ impl Filesystem for FuseView {
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.core.forget(ino.0, nlookup);
-        self.note_forgotten(1);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -493,8 +477,17 @@ impl Filesystem for FuseView {
             Ok(b) => b,
             Err(e) => return reply.error(e),
         };
-        for (next, e) in batch {
-            if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
+        let merged: Vec<&DirEntry> = batch.iter().map(|(_, e)| e).filter(|e| e.fixed().is_none()).collect();
+        let mut resolved = self.core.stat_listed(ino.0, &merged).into_iter();
+        for (next, e) in &batch {
+            let (ino, kind) = match e.fixed() {
+                Some(fixed) => fixed,
+                None => match resolved.next() {
+                    Some(Ok(a)) => (a.ino, a.kind),
+                    _ => continue, // gone since the listing was taken
+                },
+            };
+            if reply.add(INodeNo(ino), *next, file_type(kind), &e.name) {
                 break;
             }
         }
@@ -512,21 +505,14 @@ impl Filesystem for FuseView {
         // except `.` and `..`, exactly as for a LOOKUP. Entries are looked up
         // a chunk at a time: the reply's size is not known in advance, and an
         // entry that does not fit is forgotten again.
-        let is_dot = |e: &DirEntry| e.name == "." || e.name == "..";
         'chunks: for chunk in batch.chunks(32) {
-            let names: Vec<(&OsStr, Option<&LowerHint>)> = chunk
-                .iter()
-                .filter(|(_, e)| !is_dot(e))
-                .map(|(_, e)| (e.name.as_os_str(), e.hint.as_ref()))
-                .collect();
-            let mut looked_up = self.core.lookup_many(ino.0, &names).into_iter();
+            let merged: Vec<&DirEntry> = chunk.iter().map(|(_, e)| e).filter(|e| e.fixed().is_none()).collect();
+            let mut looked_up = self.core.lookup_listed(ino.0, &merged).into_iter();
             let mut full = false;
             for (next, e) in chunk {
-                let dot = is_dot(e);
-                let attr = if dot {
-                    self.core.getattr(e.ino)
-                } else {
-                    looked_up.next().unwrap_or(Err(Errno::EIO))
+                let attr = match e.fixed() {
+                    Some((fixed, _)) => self.core.getattr(fixed),
+                    None => looked_up.next().unwrap_or(Err(Errno::EIO)),
                 };
                 let Ok(a) = attr else {
                     continue; // gone since the listing was taken
@@ -535,7 +521,7 @@ impl Filesystem for FuseView {
                     continue;
                 }
                 full = true;
-                if !dot {
+                if !e.is_dot() {
                     self.core.forget(a.ino, 1); // the kernel never saw it
                 }
             }

@@ -37,7 +37,8 @@ use crate::sys::{self, Stat};
 pub use flatten::Flattened;
 pub use hardlinks::layer_link_groups;
 use node::{DirInfo, LowerDir, Node, NodeData, NodeTable};
-pub use readdir::{DirEntry, LowerHint};
+pub use readdir::DirEntry;
+use readdir::LowerHint;
 use version::{VERSION_FILE_NAME, VersionInfo};
 
 pub type Ino = u64;

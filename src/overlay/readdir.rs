@@ -11,14 +11,29 @@ use super::{DirView, Ino, Kind, Overlay, ROOT_INO, VERSION_INO};
 use crate::error::Errno;
 use crate::sys::{self, FileType, OFlags};
 
-/// One entry of a merged listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One entry of a merged listing. Merged names are resolved (inode number,
+/// kind, attributes) only when they are served: see `Overlay::stat_listed`
+/// and `Overlay::lookup_listed`.
+#[derive(Clone, Debug)]
 pub struct DirEntry {
     pub name: OsString,
-    pub ino: Ino,
-    pub kind: Kind,
-    /// Where the listing found it, to look it up again cheaply (readdirplus).
-    pub hint: Option<LowerHint>,
+    /// Inode number and kind of `.`, `..` and the version file.
+    pub(super) fixed: Option<(Ino, Kind)>,
+    /// Where the listing found a lower name, to resolve it cheaply.
+    pub(super) hint: Option<LowerHint>,
+}
+
+impl DirEntry {
+    /// Inode number and kind, known without resolving: `.`, `..` and the
+    /// version file.
+    pub fn fixed(&self) -> Option<(Ino, Kind)> {
+        self.fixed
+    }
+
+    /// `.` or `..`, for which the kernel takes no lookup reference.
+    pub fn is_dot(&self) -> bool {
+        self.fixed.is_some() && self.name != VERSION_FILE_NAME
+    }
 }
 
 /// Which of a directory's lower directories first held a name when it was
@@ -105,8 +120,8 @@ impl Overlay {
         Ok(out)
     }
 
-    /// A snapshot of a merged directory, with `.` and `..` first; the root
-    /// also lists the virtual version file.
+    /// A snapshot of a merged directory's names, with `.` and `..` first;
+    /// the root also lists the virtual version file.
     pub fn list_dir(&self, ino: Ino) -> Result<Vec<DirEntry>, Errno> {
         let _ns = self.ns.read();
         let dir = self.dir_view(ino)?;
@@ -115,40 +130,21 @@ impl Overlay {
         } else {
             self.nodes.read().get(ino)?.parent
         };
-        let mut out = vec![
-            DirEntry {
-                name: ".".into(),
-                ino,
-                kind: Kind::Dir,
-                hint: None,
-            },
-            DirEntry {
-                name: "..".into(),
-                ino: parent,
-                kind: Kind::Dir,
-                hint: None,
-            },
-        ];
+        let fixed = |name: &str, ino, kind| DirEntry {
+            name: name.into(),
+            fixed: Some((ino, kind)),
+            hint: None,
+        };
+        let mut out = vec![fixed(".", ino, Kind::Dir), fixed("..", parent, Kind::Dir)];
         if ino == ROOT_INO {
-            out.push(DirEntry {
-                name: VERSION_FILE_NAME.into(),
-                ino: VERSION_INO,
-                kind: Kind::File,
-                hint: None,
-            });
+            out.push(fixed(VERSION_FILE_NAME, VERSION_INO, Kind::File));
         }
         for (name, index) in self.merged_names(&dir)? {
-            let hint = index.map(|i| dir.hint(i));
-            // An entry that vanished between listing and resolving is skipped.
-            if let Some(found) = self.resolve_in_from(&dir, &name, hint.as_ref())?.found {
-                let a = found.attr();
-                out.push(DirEntry {
-                    name,
-                    ino: a.ino,
-                    kind: a.kind,
-                    hint,
-                });
-            }
+            out.push(DirEntry {
+                name,
+                fixed: None,
+                hint: index.map(|i| dir.hint(i)),
+            });
         }
         Ok(out)
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::markers;
 use super::node::{DirInfo, FileBacking, LowerDir, NodeData};
-use super::{Attr, DirView, Ino, Kind, LowerHint, Overlay};
+use super::{Attr, DirEntry, DirView, Ino, Kind, LowerHint, Overlay};
 use crate::error::Errno;
 use crate::sys::{self, OFlags, Stat};
 
@@ -257,18 +257,20 @@ impl Overlay {
             let path = e.path.join(name);
             if is_dir(&st) {
                 top.get_or_insert(st);
+                let entry = markers_here
+                    .then(|| markers::open_entry(dirfd.as_fd(), name))
+                    .transpose()?;
                 // A compacted layer's directories record the number a view showed.
-                let ino = match self.is_compacted(e.layer) {
-                    true => markers::origin(markers::open_entry(dirfd.as_fd(), name)?.as_fd())?,
-                    false => None,
+                let ino = match (&entry, self.is_compacted(e.layer)) {
+                    (Some(fd), true) => markers::origin(fd.as_fd())?,
+                    _ => None,
                 };
                 dirs.push(LowerDir {
                     layer: e.layer,
                     path,
                     ino: ino.unwrap_or(st.st_ino),
                 });
-                if markers_here {
-                    let fd = markers::open_entry(dirfd.as_fd(), name)?;
+                if let Some(fd) = entry {
                     let m = markers::dir_markers(fd.as_fd())?;
                     if m.opaque {
                         break;
@@ -340,26 +342,37 @@ impl Overlay {
         Ok(attr)
     }
 
-    /// Looks several names of one directory up as `lookup` does, sharing
-    /// one view of the directory (readdirplus); each name may carry the hint
-    /// its listing gave (see `resolve_in_from`).
-    pub fn lookup_many(&self, parent: Ino, names: &[(&OsStr, Option<&LowerHint>)]) -> Vec<Result<Attr, Errno>> {
+    /// Looks listed merged names of `parent` up as `lookup` does, sharing
+    /// one view of the directory (readdirplus). Entries that vanished since
+    /// the listing give ENOENT.
+    pub fn lookup_listed(&self, parent: Ino, entries: &[&DirEntry]) -> Vec<Result<Attr, Errno>> {
+        self.resolve_listed(parent, entries, true)
+    }
+
+    /// Attributes of listed merged names of `parent`, not recorded for the
+    /// kernel (a plain readdir needs only their inode numbers and kinds).
+    pub fn stat_listed(&self, parent: Ino, entries: &[&DirEntry]) -> Vec<Result<Attr, Errno>> {
+        self.resolve_listed(parent, entries, false)
+    }
+
+    fn resolve_listed(&self, parent: Ino, entries: &[&DirEntry], remember: bool) -> Vec<Result<Attr, Errno>> {
         let _ns = self.ns.read();
         let dir = match self.dir_view(parent) {
             Ok(d) => d,
-            Err(e) => return names.iter().map(|_| Err(e)).collect(),
+            Err(e) => return entries.iter().map(|_| Err(e)).collect(),
         };
-        names
+        entries
             .iter()
-            .map(|&(name, hint)| {
-                if self.is_version(parent, name) {
-                    return Ok(self.version_attr());
-                }
-                let found = self.resolve_in_from(&dir, name, hint)?.found.ok_or(Errno::ENOENT)?;
+            .map(|e| {
+                let found = self
+                    .resolve_in_from(&dir, &e.name, e.hint.as_ref())?
+                    .found
+                    .ok_or(Errno::ENOENT)?;
                 let attr = found.attr();
-                self.nodes
-                    .write()
-                    .remember(attr.ino, parent, name, attr.kind, found.into_data());
+                if remember {
+                    let mut nodes = self.nodes.write();
+                    nodes.remember(attr.ino, parent, &e.name, attr.kind, found.into_data());
+                }
                 Ok(attr)
             })
             .collect()

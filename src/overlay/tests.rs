@@ -322,11 +322,10 @@ fn listing_hints_skip_layers_above_and_stale_hints_are_ignored() {
     let fx = fixture(std_layers);
     let d = fx.ino("d").unwrap();
     let listed = fx.ov.list_dir(d).unwrap();
-    let hint_of = |name: &str| listed.iter().find(|e| e.name == name).unwrap().hint.clone();
-    let (a_hint, b_hint) = (hint_of("a").unwrap(), hint_of("b").unwrap());
-    let got = fx
-        .ov
-        .lookup_many(d, &[(OsStr::new("a"), Some(&a_hint)), (OsStr::new("b"), Some(&b_hint))]);
+    let entry = |name: &str| listed.iter().find(|e| e.name == name).unwrap();
+    let (a, b) = (entry("a"), entry("b"));
+    assert!(a.hint.is_some() && b.hint.is_some());
+    let got = fx.ov.lookup_listed(d, &[a, b]);
     assert_eq!(
         got[0].as_ref().unwrap().ino,
         fx.ov.lookup(d, OsStr::new("a")).unwrap().ino
@@ -338,7 +337,12 @@ fn listing_hints_skip_layers_above_and_stale_hints_are_ignored() {
     // A hint from another directory's stack (here: "bottom layer first" of
     // d) must not make the root skip its top copy of `f`.
     let top_f = fx.ov.lookup(ROOT_INO, OsStr::new("f")).unwrap().ino;
-    let got = fx.ov.lookup_many(ROOT_INO, &[(OsStr::new("f"), Some(&a_hint))]);
+    let stale = DirEntry {
+        name: "f".into(),
+        fixed: None,
+        hint: a.hint.clone(),
+    };
+    let got = fx.ov.lookup_listed(ROOT_INO, &[&stale]);
     assert_eq!(got[0].as_ref().unwrap().ino, top_f);
     assert_eq!(fx.read("f"), "top-f");
 }
