@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::copyup::copy_metadata;
 use super::markers;
@@ -36,8 +36,6 @@ use crate::sys::{self, OFlags, RenameFlags, Stat};
 pub struct Flattened {
     /// Directories and non-directories created (the root not counted).
     pub entries: u64,
-    /// Non-directories copied because their source was at the link limit.
-    pub copied: u64,
     /// Hard-link groups of the new layer (paths relative to its root), each
     /// with at least two names.
     pub links: Vec<Vec<PathBuf>>,
@@ -47,8 +45,9 @@ struct Walk<'a> {
     ov: &'a Overlay,
     dest_root: BorrowedFd<'a>,
     out: Flattened,
-    /// Backing inode of a source that had to be copied → path of its copy.
-    copies: HashMap<u64, PathBuf>,
+    /// Backing inode of a source that had to be copied → path and inode
+    /// of its copy.
+    copies: HashMap<u64, (PathBuf, u64)>,
     /// Inode in the new layer → its names there (only multiply-linked sources).
     groups: HashMap<u64, Vec<PathBuf>>,
 }
@@ -59,14 +58,13 @@ impl Overlay {
     /// only its lower layers are read. `dest` gets the metadata of the top
     /// lower layer's root.
     pub fn flatten_into(&self, dest: BorrowedFd<'_>) -> Result<Flattened, Errno> {
-        let root = DirView {
-            ino: ROOT_INO,
-            path: PathBuf::new(),
-            upper: None,
-            lower_fds: self.root_lower.iter().map(|_| OnceLock::new()).collect(),
-            lower: self.root_lower.clone(),
-            origin: Some(Path::new("").into()),
-        };
+        let root = DirView::new(
+            ROOT_INO,
+            PathBuf::new(),
+            None,
+            self.root_lower.clone(),
+            Some(Path::new("").into()),
+        );
         let mut w = Walk {
             ov: self,
             dest_root: dest,
@@ -74,7 +72,7 @@ impl Overlay {
             copies: HashMap::new(),
             groups: HashMap::new(),
         };
-        w.dir(&root, dest, Path::new(""))?;
+        w.dir(&root, dest)?;
         if let Some(top) = self.layers.lowers.first() {
             let st = sys::fstat(top.as_fd())?;
             copy_metadata(top.as_fd(), dest, &st)?;
@@ -88,44 +86,37 @@ impl Overlay {
 }
 
 impl Walk<'_> {
-    /// Fills the new directory `dest` (at `rel` in the new layer) with the
-    /// content of the view's directory `view`.
-    fn dir(&mut self, view: &DirView, dest: BorrowedFd<'_>, rel: &Path) -> Result<(), Errno> {
+    /// Fills the new directory `dest` with the content of the view's
+    /// directory `view` (the same path in the new layer).
+    fn dir(&mut self, view: &DirView, dest: BorrowedFd<'_>) -> Result<(), Errno> {
         for (name, index) in self.ov.merged_names(view)? {
             let hint = index.map(|i| view.hint(i));
             let Some(found) = self.ov.resolve_in_from(view, &name, hint.as_ref())?.found else {
                 continue;
             };
             let ino = found.attr().ino;
-            let child_rel = rel.join(&name);
+            let rel = view.path.join(&name);
             match found {
                 Found::Dir {
                     lower, origin, stat, ..
                 } => {
-                    let top = lower.first().cloned().ok_or(Errno::EIO)?;
+                    if lower.is_empty() {
+                        return Err(Errno::EIO); // the view's upper is empty: a directory comes from below
+                    }
                     sys::mkdir_at(dest, &name, 0o700)?;
                     let sub = sys::open_at(dest, &name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW, 0)?;
-                    let child = DirView {
-                        ino,
-                        path: view.path.join(&name),
-                        upper: None,
-                        lower_fds: lower.iter().map(|_| OnceLock::new()).collect(),
-                        lower: lower.into(),
-                        origin: origin.map(Arc::from),
-                    };
-                    self.dir(&child, sub.as_fd(), &child_rel)?;
+                    let child = DirView::new(ino, rel, None, lower.into(), origin.map(Arc::from));
+                    self.dir(&child, sub.as_fd())?;
                     // After the children: creating them moved the times.
-                    let src = self
-                        .ov
-                        .open_lower(top.layer, &top.path, OFlags::PATH | OFlags::DIRECTORY)?;
-                    copy_metadata(src.as_fd(), sub.as_fd(), &stat)?;
+                    let top = child.lower_fd(&self.ov.layers, 0)?;
+                    copy_metadata(top.as_fd(), sub.as_fd(), &stat)?;
                     markers::set_origin(sub.as_fd(), ino)?;
                 }
                 Found::File {
                     backing: FileBacking::Lower { layer, path },
                     stat,
                     ino,
-                } => self.file(view, dest, &name, &child_rel, (layer, &path), &stat, ino)?,
+                } => self.file(view, dest, &name, &rel, (layer, &path), &stat, ino)?,
                 // The view's upper is empty: nothing can be found there.
                 Found::File { .. } => return Err(Errno::EIO),
             }
@@ -150,29 +141,27 @@ impl Walk<'_> {
         stat: &Stat,
         ino: u64,
     ) -> Result<(), Errno> {
-        let inode = if let Some(copy) = self.copies.get(&stat.st_ino) {
+        let inode = if let Some((copy, copy_ino)) = self.copies.get(&stat.st_ino) {
             let (dir, base) = split(copy)?;
             let dir = sys::open_dir_path(self.dest_root, dir)?;
             sys::link_at(dir.as_fd(), base, dest, name)?;
-            sys::stat_at(dest, name)?.st_ino
+            *copy_ino
         } else {
             let (dir, base) = split(path)?;
-            // The file's directory is one of `view`'s lower directories.
-            let opened;
-            let parent = match view.lower.iter().position(|l| l.layer == layer && l.path == dir) {
-                Some(i) => self.lower_fd(view, i)?,
-                None => {
-                    opened = sys::open_dir_path(self.ov.layers.lowers[layer].as_fd(), dir)?;
-                    opened.as_fd()
-                }
-            };
-            match sys::link_at(parent, base, dest, name) {
+            // Resolving the name opened its directory, one of `view`'s lower
+            // directories.
+            let i = view
+                .lower
+                .iter()
+                .position(|l| l.layer == layer && l.path == dir)
+                .ok_or(Errno::EIO)?;
+            match sys::link_at(view.lower_fd(&self.ov.layers, i)?.as_fd(), base, dest, name) {
                 Ok(()) => stat.st_ino,
                 Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {
-                    let made = self.copy(layer, path, dest, name, ino)?;
-                    self.copies.insert(stat.st_ino, rel.to_path_buf());
-                    self.out.copied += 1;
-                    sys::fstat(made.as_fd())?.st_ino
+                    let made = self.copy(layer, path, stat, dest, name, ino)?;
+                    let made_ino = sys::fstat(made.as_fd())?.st_ino;
+                    self.copies.insert(stat.st_ino, (rel.to_path_buf(), made_ino));
+                    made_ino
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -185,31 +174,30 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// `view`'s lower directory `i`, opened once (lookups cache it too).
-    fn lower_fd<'v>(&self, view: &'v DirView, i: usize) -> Result<BorrowedFd<'v>, Errno> {
-        let cell = &view.lower_fds[i];
-        if let Some(fd) = cell.get() {
-            return Ok(fd.as_fd());
-        }
-        let l = &view.lower[i];
-        let fd = sys::open_dir_path(self.ov.layers.lowers[l.layer].as_fd(), &l.path)?;
-        Ok(cell.get_or_init(|| fd).as_fd())
-    }
-
-    /// Copies lower file `layer`/`path` to `dest`/`name` with origin `ino`.
-    fn copy(&self, layer: usize, path: &Path, dest: BorrowedFd<'_>, name: &OsStr, ino: u64) -> Result<OwnedFd, Errno> {
+    /// Copies lower file `layer`/`path` (whose stat is `st`) to
+    /// `dest`/`name` with origin `ino`.
+    fn copy(
+        &self,
+        layer: usize,
+        path: &Path,
+        st: &Stat,
+        dest: BorrowedFd<'_>,
+        name: &OsStr,
+        ino: u64,
+    ) -> Result<OwnedFd, Errno> {
         let src = self.ov.open_lower(layer, path, OFlags::PATH)?;
-        let st = sys::fstat(src.as_fd())?;
         let tmp = self.ov.tmp_name("compact");
         let work = self.ov.layers.work.as_fd();
         let made = self
             .ov
-            .build_copy(src.as_fd(), &st, &tmp, Some(ino))
+            .build_copy(src.as_fd(), st, &tmp, Some(ino))
             .and_then(|made| Ok(sys::rename_at(work, &tmp, dest, name, RenameFlags::NOREPLACE).map(|()| made)?));
-        if made.is_err() {
-            let _ = sys::unlink_at(work, &tmp);
+        match &made {
+            Ok(_) => log::warn!("compaction: {path:?} is at the link limit; copied it"),
+            Err(_) => {
+                let _ = sys::unlink_at(work, &tmp);
+            }
         }
-        log::warn!("compaction: {path:?} is at the link limit; copied it");
         made
     }
 }

@@ -219,6 +219,39 @@ struct DirView {
     origin: Option<Arc<Path>>,
 }
 
+impl DirView {
+    fn new(ino: Ino, path: PathBuf, upper: Option<OwnedFd>, lower: Arc<[LowerDir]>, origin: Option<Arc<Path>>) -> Self {
+        DirView {
+            ino,
+            path,
+            upper,
+            lower_fds: lower.iter().map(|_| Default::default()).collect(),
+            lower,
+            origin,
+        }
+    }
+
+    /// `O_PATH` fd of lower directory `i`, opened on first use.
+    fn lower_fd(&self, layers: &LayerDirs, i: usize) -> Result<&OwnedFd, Errno> {
+        let l = &self.lower[i];
+        cached_fd(&self.lower_fds[i], || {
+            Ok(sys::open_dir_path(layers.lowers[l.layer].as_fd(), &l.path)?)
+        })
+    }
+}
+
+/// The fd in `cell`, opened by `open` the first time.
+fn cached_fd(
+    cell: &std::sync::OnceLock<OwnedFd>,
+    open: impl FnOnce() -> Result<OwnedFd, Errno>,
+) -> Result<&OwnedFd, Errno> {
+    if let Some(fd) = cell.get() {
+        return Ok(fd);
+    }
+    let fd = open()?;
+    Ok(cell.get_or_init(|| fd))
+}
+
 impl Overlay {
     /// Builds a view over `layers`. The work directory is emptied.
     pub fn new(layers: LayerDirs, version: &VersionInfo) -> Result<Overlay, Errno> {

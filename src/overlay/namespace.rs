@@ -235,31 +235,11 @@ impl Overlay {
         let _ns = self.ns.write();
         let dir = self.dir_view(parent)?;
         let found = self.resolve_in(&dir, name)?.found.ok_or(Errno::ENOENT)?;
-        let Found::Dir {
-            upper, lower, origin, ..
-        } = &found
-        else {
-            return Err(Errno::ENOTDIR);
-        };
-        let child = DirView {
-            ino: 0,
-            path: dir.path.join(name),
-            upper: if *upper {
-                Some(markers::open_entry(
-                    dir.upper.as_ref().ok_or(Errno::EIO)?.as_fd(),
-                    name,
-                )?)
-            } else {
-                None
-            },
-            lower_fds: lower.iter().map(|_| Default::default()).collect(),
-            lower: lower.clone().into(),
-            origin: origin.clone().map(Arc::from),
-        };
+        let child = self.child_view(&dir, name, &found)?;
         if !self.merged_names(&child)?.is_empty() {
             return Err(Errno::ENOTEMPTY);
         }
-        let keep = child.upper.as_ref().map(|fd| fd.try_clone()).transpose()?;
+        let keep = child.upper;
         self.remove_name(&dir, name, &found)?;
         self.nodes.write().unlink_name_keeping(parent, name, keep);
         Ok(())

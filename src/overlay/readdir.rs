@@ -95,7 +95,7 @@ impl Overlay {
         for (index, l) in dir.lower.iter().enumerate() {
             let rd = sys::open_dir_read(self.layers.lowers[l.layer].as_fd(), &l.path)?;
             let pathfd = (l.layer != last)
-                .then(|| sys::open_dir_path(self.layers.lowers[l.layer].as_fd(), &l.path))
+                .then(|| dir.lower_fd(&self.layers, index))
                 .transpose()?;
             for e in sys::read_dir_entries(&rd)? {
                 if seen.contains(&e.name) {

@@ -81,6 +81,7 @@ impl Overlay {
             let dst = dres.found.ok_or(Errno::ENOENT)?;
             return self.exchange(&sdir, name, &src, &ddir, new_name, &dst);
         }
+        let mut replaced = None;
         if let Some(dst) = &dres.found {
             if flags & libc::RENAME_NOREPLACE != 0 {
                 return Err(Errno::EEXIST);
@@ -89,9 +90,14 @@ impl Overlay {
                 (true, false) => return Err(Errno::ENOTDIR),
                 (false, true) => return Err(Errno::EISDIR),
                 (true, true) => {
-                    if !self.merged_names(&self.child_view(&ddir, new_name, dst)?)?.is_empty() {
+                    let view = self.child_view(&ddir, new_name, dst)?;
+                    if !self.merged_names(&view)?.is_empty() {
                         return Err(Errno::ENOTEMPTY);
                     }
+                    // A replaced directory the kernel still holds keeps its
+                    // backing inode allocated (as rmdir does): its number is
+                    // the node id and must not be reused by a new object.
+                    replaced = view.upper;
                 }
                 (false, false) => {}
             }
@@ -102,13 +108,6 @@ impl Overlay {
         let spfd = self.upper_of(&sdir)?;
         let dpfd = self.upper_of(&ddir)?;
         let work = self.layers.work.as_fd();
-        // A replaced directory the kernel still holds keeps its backing inode
-        // allocated (as rmdir does): its number is the node id and must not
-        // be reused by a new object.
-        let replaced = match &dres.found {
-            Some(Found::Dir { upper: true, .. }) => Some(markers::open_entry(dpfd.as_fd(), new_name)?),
-            _ => None,
-        };
 
         // The thing to move, as an upper entry: (dir fd, name) of where it is now.
         let (from_dir, from_name, built_in_work): (BorrowedFd<'_>, std::ffi::OsString, bool) = match &src {
@@ -262,13 +261,12 @@ impl Overlay {
             (true, Some(p)) => Some(markers::open_entry(p.as_fd(), name)?),
             _ => None,
         };
-        Ok(DirView {
-            ino: 0,
-            path: dir.path.join(name),
-            upper: upper_fd,
-            lower_fds: lower.iter().map(|_| Default::default()).collect(),
-            lower: lower.clone().into(),
-            origin: origin.clone().map(std::sync::Arc::from),
-        })
+        Ok(DirView::new(
+            0,
+            dir.path.join(name),
+            upper_fd,
+            lower.clone().into(),
+            origin.clone().map(std::sync::Arc::from),
+        ))
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::markers;
 use super::node::{DirInfo, FileBacking, LowerDir, NodeData};
-use super::{Attr, DirEntry, DirView, Ino, Kind, LowerHint, Overlay};
+use super::{Attr, DirEntry, DirView, Ino, Kind, LowerHint, Overlay, cached_fd};
 use crate::error::Errno;
 use crate::sys::{self, OFlags, Stat};
 
@@ -116,14 +116,7 @@ impl Overlay {
         } else {
             None
         };
-        Ok(DirView {
-            ino,
-            path,
-            upper,
-            lower_fds: info.lower.iter().map(|_| OnceLock::new()).collect(),
-            lower: info.lower,
-            origin: info.origin,
-        })
+        Ok(DirView::new(ino, path, upper, info.lower, info.origin))
     }
 
     /// Resolves `name` in the directory `dir`.
@@ -233,13 +226,7 @@ impl Overlay {
             let open = || sys::open_dir_path(self.layers.lowers[e.layer].as_fd(), &e.path).map_err(stale);
             let opened;
             let dirfd = match fds.and_then(|f| f.get(i)) {
-                Some(cell) => match cell.get() {
-                    Some(fd) => fd,
-                    None => {
-                        let fd = open()?;
-                        cell.get_or_init(|| fd)
-                    }
-                },
+                Some(cell) => cached_fd(cell, open)?,
                 None => {
                     opened = open()?;
                     &opened
