@@ -123,6 +123,7 @@ impl Overlay {
                 let from = sys::with_noatime(OFlags::RDONLY, |f| sys::reopen(src, f))?;
                 let to = sys::open_at(work, tmp, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, 0o600)?;
                 copy::clone_or_copy_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
+                copy_inode_flags(from.as_fd(), to.as_fd())?;
             }
             Kind::Symlink => {
                 let target = sys::readlink_at(src, OsStr::new(""))?;
@@ -193,10 +194,11 @@ pub(super) fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &Stat)
         sys::chmod_fd(dst, st.st_mode)?;
     }
     copy::copy_xattrs(src, dst, |n| !markers::is_private(n))?;
-    match Kind::from_mode(st.st_mode) {
-        Kind::File => copy_inode_flags(src, dst, OFlags::RDONLY | OFlags::NONBLOCK)?,
-        Kind::Dir => copy_inode_flags(src, dst, OFlags::RDONLY | OFlags::DIRECTORY)?,
-        _ => {}
+    // A file's flags are copied with its data (`build_copy`), on the fds
+    // already open there; flags need a real fd, not an `O_PATH` one.
+    if Kind::from_mode(st.st_mode) == Kind::Dir {
+        let open = OFlags::RDONLY | OFlags::DIRECTORY;
+        copy_inode_flags(sys::reopen(src, open)?.as_fd(), sys::reopen(dst, open)?.as_fd())?;
     }
     sys::utimes_fd(
         dst,
@@ -206,20 +208,19 @@ pub(super) fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &Stat)
     Ok(())
 }
 
-/// Carries the harmless inode flags (noatime, sync, ...) of `src` over to
-/// `dst`, as overlayfs does, so `lsattr` does not change on copy-up. Skipped
-/// where the filesystem has no flags.
-fn copy_inode_flags(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, open: OFlags) -> Result<(), Errno> {
-    let Ok(want) = sys::get_inode_flags(sys::reopen(src, open)?.as_fd()) else {
+/// Carries the harmless inode flags (noatime, sync, ...) of `from` over to
+/// `to` (both opened, not `O_PATH`), as overlayfs does, so `lsattr` does not
+/// change on copy-up. Skipped where the filesystem has no flags.
+fn copy_inode_flags(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno> {
+    let Ok(want) = sys::get_inode_flags(from) else {
         return Ok(());
     };
-    let to = sys::reopen(dst, open)?;
-    let Ok(have) = sys::get_inode_flags(to.as_fd()) else {
+    let Ok(have) = sys::get_inode_flags(to) else {
         return Ok(());
     };
     let flags = (have & !SETTABLE_FLAGS) | (want & SETTABLE_FLAGS);
     if flags != have {
-        sys::set_inode_flags(to.as_fd(), flags)?;
+        sys::set_inode_flags(to, flags)?;
     }
     Ok(())
 }
