@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use goldenfs::fuse::{MountedView, ViewConfig};
 use goldenfs::overlay::version::VersionInfo;
+use goldenfs::store::layout::LowerLayer;
 
 struct View {
     _tmp: tempfile::TempDir,
@@ -30,7 +31,7 @@ impl View {
             mountpoint: mnt.clone(),
             upper: root.join("upper"),
             work: root.join("work"),
-            lowers: vec![root.join("lower")],
+            lowers: vec![LowerLayer::plain(root.join("lower"))],
             version: VersionInfo {
                 generation: 1,
                 created_at: "2026-11-24T10:00:00Z".into(),

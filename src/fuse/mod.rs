@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, ErrorCode, Result};
 use crate::overlay::version::VersionInfo;
 use crate::overlay::{LayerDirs, Overlay};
+use crate::store::layout::LowerLayer;
 use crate::sys;
 
 /// Everything needed to mount one session view.
@@ -23,7 +24,7 @@ pub struct ViewConfig {
     /// The session's scratch directory for atomic copy-ups (same filesystem as `upper`).
     pub work: PathBuf,
     /// Read-only layers of the base generation, top first.
-    pub lowers: Vec<PathBuf>,
+    pub lowers: Vec<LowerLayer>,
     /// Content of the virtual `golden-version.json`.
     pub version: VersionInfo,
     /// FUSE worker threads (`n_threads`, each with its own cloned fd).

@@ -78,9 +78,7 @@ impl Overlay {
             copy_metadata(top.as_fd(), dest, &st)?;
         }
         let mut out = w.out;
-        out.links = w.groups.into_values().filter(|g| g.len() > 1).collect();
-        out.links.iter_mut().for_each(|g| g.sort());
-        out.links.sort();
+        out.links = super::hardlinks::sorted_groups(w.groups.into_values());
         Ok(out)
     }
 }

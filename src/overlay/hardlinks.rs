@@ -53,9 +53,11 @@ impl LinkTable {
         t
     }
 
-    /// The table a compacted layer's sidecar persists.
-    pub(super) fn from_meta(meta: &LayerMeta) -> LinkTable {
-        LinkTable::from_groups(meta.links.iter().map(|g| g.iter().map(PathBuf::from).collect()))
+    /// The table a layer's sidecar persists, moved out of it (a view keeps
+    /// one copy).
+    pub(super) fn take_from_meta(meta: &mut LayerMeta) -> LinkTable {
+        let links = std::mem::take(&mut meta.links);
+        LinkTable::from_groups(links.iter().map(|g| g.iter().map(PathBuf::from).collect()))
     }
 
     /// Every name of the file at `path` (including `path`), if it has several.
@@ -71,16 +73,25 @@ impl LinkTable {
 
 /// The hard-link groups of the layer at `dir` (for its sidecar), from a scan.
 pub fn layer_link_groups(dir: &Path) -> Result<Vec<Vec<PathBuf>>, Errno> {
-    let t = scan_layer(sys::open_dir_abs(dir)?.as_fd())?;
-    let mut groups: Vec<Vec<PathBuf>> = t.groups.iter().map(|g| g.to_vec()).collect();
-    groups.iter_mut().for_each(|g| g.sort());
-    groups.sort();
-    Ok(groups)
+    Ok(sorted_groups(scan_layer(sys::open_dir_abs(dir)?.as_fd())?))
 }
 
-/// Scans a layer for multiply-linked non-directories.
-pub(super) fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<LinkTable, Errno> {
+/// `groups` with fewer than two names dropped, each sorted, in order (a
+/// stable form for sidecars).
+pub(super) fn sorted_groups(groups: impl IntoIterator<Item = Vec<PathBuf>>) -> Vec<Vec<PathBuf>> {
+    let mut out: Vec<Vec<PathBuf>> = groups.into_iter().filter(|g| g.len() > 1).collect();
+    out.iter_mut().for_each(|g| g.sort());
+    out.sort();
+    out
+}
+
+/// Scans a layer for the groups of names of its multiply-linked
+/// non-directories (groups of one name included).
+fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<Vec<Vec<PathBuf>>, Errno> {
     let mut table: HashMap<u64, Vec<PathBuf>> = HashMap::new();
+    // goldenfs whiteouts are all links of a few shared inodes: ask each
+    // inode once whether it is one (they are never copied up).
+    let mut whiteout_inodes: HashMap<u64, bool> = HashMap::new();
     let mut dirs = vec![PathBuf::new()];
     while let Some(dir) = dirs.pop() {
         let fd = sys::open_dir_read(root, &dir)?;
@@ -91,18 +102,21 @@ pub(super) fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<LinkTable,
                 continue;
             }
             let st = sys::stat_at(fd.as_fd(), &e.name)?;
-            // goldenfs whiteouts are all links of a few shared inodes; they
-            // are never copied up.
-            let ours =
-                || markers::looks_like_whiteout(&st) && markers::is_whiteout(fd.as_fd(), &e.name).unwrap_or(false);
-            if st.st_nlink > 1 && !ours() {
+            if st.st_nlink <= 1 {
+                continue;
+            }
+            let ours = markers::looks_like_whiteout(&st)
+                && *whiteout_inodes
+                    .entry(st.st_ino)
+                    .or_insert_with(|| markers::is_whiteout(fd.as_fd(), &e.name).unwrap_or(false));
+            if !ours {
                 table.entry(st.st_ino).or_default().push(path);
             }
         }
     }
-    // Singletons (dropped): the other links are outside the layer, e.g. in a
-    // layer compacted from this one.
-    Ok(LinkTable::from_groups(table.into_values()))
+    // Singletons are dropped by the callers: the other links are outside the
+    // layer, e.g. in a layer compacted from this one.
+    Ok(table.into_values().collect())
 }
 
 /// Another name of a lower file, found in the view: its parent directory's
@@ -124,7 +138,7 @@ impl Overlay {
         if let Some(t) = self.link_tables[layer].get() {
             return Ok(t);
         }
-        let table = scan_layer(self.layers.lowers[layer].as_fd())?;
+        let table = LinkTable::from_groups(scan_layer(self.layers.lowers[layer].as_fd())?);
         Ok(self.link_tables[layer].get_or_init(|| table))
     }
 
@@ -158,7 +172,7 @@ impl Overlay {
             return out;
         }
         let paths = match self.link_table(layer) {
-            Ok(t) => t.group(path).map(<[PathBuf]>::to_vec).unwrap_or_default(),
+            Ok(t) => t.group(path).unwrap_or_default(),
             Err(e) => {
                 log::warn!("cannot list the hard links of layer {layer}: {e:?}; copying up {path:?} alone");
                 return out;

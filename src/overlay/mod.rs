@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::Errno;
-use crate::store::layout::LayerMeta;
+use crate::store::layout::{LayerMeta, LowerLayer};
 use crate::sys::{self, Stat};
 pub use flatten::Flattened;
 pub use hardlinks::layer_link_groups;
@@ -159,22 +159,23 @@ pub struct LayerDirs {
     /// Top first.
     pub lowers: Vec<OwnedFd>,
     /// Per lower layer, its sidecar (`STATE/layer-meta/L.json`) if it has
-    /// one: compacted layers do (see `hardlinks`).
+    /// one: compacted layers do (see `hardlinks`). Its `links` are moved
+    /// into the view's link tables when the view is built.
     pub meta: Vec<Option<LayerMeta>>,
 }
 
 impl LayerDirs {
-    /// Opens the layer directories by path (paths come from the store) and
-    /// reads the lower layers' sidecars.
-    pub fn open(upper: &Path, work: &Path, lowers: &[PathBuf]) -> std::io::Result<LayerDirs> {
+    /// Opens the layer directories by path (paths and sidecars come from
+    /// the store).
+    pub fn open(upper: &Path, work: &Path, lowers: &[LowerLayer]) -> std::io::Result<LayerDirs> {
         Ok(LayerDirs {
             upper: sys::open_dir_abs(upper)?,
             work: sys::open_dir_abs(work)?,
-            lowers: lowers.iter().map(|p| sys::open_dir_abs(p)).collect::<Result<_, _>>()?,
-            meta: lowers
+            lowers: lowers
                 .iter()
-                .map(|p| crate::store::layout::read_layer_meta_for(p))
+                .map(|l| sys::open_dir_abs(&l.dir))
                 .collect::<Result<_, _>>()?,
+            meta: lowers.iter().map(|l| l.meta.clone()).collect(),
         })
     }
 }
@@ -254,7 +255,7 @@ fn cached_fd(
 
 impl Overlay {
     /// Builds a view over `layers`. The work directory is emptied.
-    pub fn new(layers: LayerDirs, version: &VersionInfo) -> Result<Overlay, Errno> {
+    pub fn new(mut layers: LayerDirs, version: &VersionInfo) -> Result<Overlay, Errno> {
         for e in sys::read_dir_entries(sys::open_dir_read(layers.work.as_fd(), Path::new(""))?)? {
             remove_tree_at(layers.work.as_fd(), &e.name)?;
         }
@@ -292,10 +293,10 @@ impl Overlay {
         Ok(Overlay {
             link_tables: layers
                 .meta
-                .iter()
+                .iter_mut()
                 .map(|m| {
-                    m.as_ref()
-                        .map(hardlinks::LinkTable::from_meta)
+                    m.as_mut()
+                        .map(hardlinks::LinkTable::take_from_meta)
                         .map(Into::into)
                         .unwrap_or_default()
                 })

@@ -27,7 +27,10 @@ fn fixture(build: impl FnOnce(&Path, &Path)) -> Fixture {
     let layers = LayerDirs::open(
         &root.join("upper"),
         &root.join("work"),
-        &[root.join("top"), root.join("bottom")],
+        &[
+            LowerLayer::plain(root.join("top")),
+            LowerLayer::plain(root.join("bottom")),
+        ],
     )
     .unwrap();
     let v = VersionInfo {

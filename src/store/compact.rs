@@ -209,7 +209,10 @@ impl Store {
         ] {
             fs::create_dir(&dir).map_err(|e| Error::io(ctx("creating", &dir), e))?;
         }
-        let lowers: Vec<PathBuf> = m.layers.iter().map(|l| self.layout.layer(l)).collect();
+        let lowers = self
+            .layout
+            .lower_layers(m)
+            .map_err(|e| Error::io(ctx("reading the layer sidecars of", build), e))?;
         let dirs = LayerDirs::open(&build.join("upper"), &build.join("work"), &lowers).map_err(|e| {
             Error::io(
                 ctx("opening the layers of generation", Path::new(&m.generation.to_string())),

@@ -127,12 +127,10 @@ pub(super) fn referenced_layers(layout: &super::Layout) -> Result<BTreeSet<Strin
     }
     let mut todo: Vec<String> = out.iter().cloned().collect();
     while let Some(id) = todo.pop() {
-        let path = layout.layer_meta(&id);
-        if !path.exists() {
-            continue;
-        }
-        let meta: super::layout::LayerMeta = atomic::read_json(&path)?;
-        for s in meta.sources {
+        let meta = layout
+            .read_layer_meta(&id)
+            .map_err(|e| crate::error::Error::io(format!("reading the sidecar of layer {id}"), e))?;
+        for s in meta.into_iter().flat_map(|m| m.sources) {
             if out.insert(s.clone()) {
                 todo.push(s);
             }

@@ -103,28 +103,18 @@ impl From<&RelPath> for PathBuf {
     }
 }
 
-/// The sidecar of the layer directory `layer_dir` (`STATE/layers/L` →
-/// `STATE/layer-meta/L.json`), for readers that only have the layer's path.
-pub fn layer_meta_for(layer_dir: &Path) -> Option<PathBuf> {
-    let id = layer_dir.file_name()?.to_str()?;
-    let state = layer_dir.parent()?.parent()?;
-    Some(state.join(LAYER_META).join(format!("{id}.json")))
+/// A lower layer of a view: its directory and, if it has one, its sidecar
+/// (read by the store, which knows where sidecars live).
+#[derive(Clone, Debug)]
+pub struct LowerLayer {
+    pub dir: PathBuf,
+    pub meta: Option<LayerMeta>,
 }
 
-/// Reads the sidecar of the layer directory `layer_dir`, if it has one.
-pub fn read_layer_meta_for(layer_dir: &Path) -> std::io::Result<Option<LayerMeta>> {
-    let Some(path) = layer_meta_for(layer_dir) else {
-        return Ok(None);
-    };
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} is corrupt: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+impl LowerLayer {
+    /// A layer directory without a sidecar (a plain tree).
+    pub fn plain(dir: PathBuf) -> Self {
+        LowerLayer { dir, meta: None }
     }
 }
 
@@ -193,6 +183,34 @@ impl Layout {
     pub fn layer_meta(&self, id: &str) -> PathBuf {
         self.layer_metas().join(layer_meta_file_name(id))
     }
+
+    /// The sidecar of layer `id`, if it has one.
+    pub fn read_layer_meta(&self, id: &str) -> std::io::Result<Option<LayerMeta>> {
+        let path = self.layer_meta(id);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is corrupt: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The lower layers of generation `m`, top first, with their sidecars.
+    pub fn lower_layers(&self, m: &GenerationManifest) -> std::io::Result<Vec<LowerLayer>> {
+        m.layers
+            .iter()
+            .map(|id| {
+                Ok(LowerLayer {
+                    dir: self.layer(id),
+                    meta: self.read_layer_meta(id)?,
+                })
+            })
+            .collect()
+    }
 }
 
 pub const LAYER_META: &str = "layer-meta";
@@ -260,10 +278,6 @@ mod tests {
         assert!(matches!(r, RelPath::Bytes(_)));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(PathBuf::from(&serde_json::from_str::<RelPath>(&json).unwrap()), p);
-        assert_eq!(
-            layer_meta_for(Path::new("/s/layers/web-g3-1")),
-            Some(PathBuf::from("/s/layer-meta/web-g3-1.json"))
-        );
         assert_eq!(
             Layout::new(Path::new("/s")).layer_meta("web-g3-1"),
             PathBuf::from("/s/layer-meta/web-g3-1.json")

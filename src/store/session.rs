@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::Store;
 use super::atomic;
-use super::layout::{self, GenerationManifest, SessionRecord};
+use super::layout::{self, GenerationManifest, LowerLayer, SessionRecord};
 use super::project::read_generation;
 use crate::error::{Error, ErrorCode, Result};
 use crate::overlay::version::VersionInfo;
@@ -19,8 +19,8 @@ pub struct OpenedSession {
     pub created: bool,
     pub upper: PathBuf,
     pub work: PathBuf,
-    /// Layer directories of the base generation, top first.
-    pub lowers: Vec<PathBuf>,
+    /// Layers of the base generation, top first.
+    pub lowers: Vec<LowerLayer>,
     pub version: VersionInfo,
 }
 
@@ -75,7 +75,10 @@ impl Store {
         }
         empty_dir(&work)?;
         Ok(OpenedSession {
-            lowers: manifest.layers.iter().map(|l| self.layout.layer(l)).collect(),
+            lowers: self
+                .layout
+                .lower_layers(&manifest)
+                .map_err(|e| Error::io(format!("reading the layer sidecars of session {session}"), e))?,
             version: manifest.version_info(),
             record,
             created,

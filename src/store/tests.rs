@@ -591,7 +591,7 @@ fn sessions_created_during_promotions_always_pin_a_complete_generation() {
                     let o = store.open_session("web", &name).unwrap();
                     assert_eq!(o.version.generation, o.record.base_generation);
                     assert_eq!(o.lowers.len() as u64, o.record.base_generation);
-                    assert!(o.lowers.iter().all(|l| l.is_dir()), "{:?}", o.lowers);
+                    assert!(o.lowers.iter().all(|l| l.dir.is_dir()), "{:?}", o.lowers);
                     seen = seen.max(o.record.base_generation);
                     store.discard_session(&name).unwrap();
                 }

@@ -41,7 +41,7 @@ fn generation_view(f: &Fixture, store: &Store, project: &str, n: u64) -> Overlay
     for d in ["upper", "work"] {
         fs::create_dir_all(scratch.join(d)).unwrap();
     }
-    let lowers: Vec<PathBuf> = m.layers.iter().map(|l| store.layout().layer(l)).collect();
+    let lowers = store.layout().lower_layers(&m).unwrap();
     Overlay::new(
         LayerDirs::open(&scratch.join("upper"), &scratch.join("work"), &lowers).unwrap(),
         &m.version_info(),
