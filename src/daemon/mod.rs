@@ -193,40 +193,55 @@ impl Daemon {
     }
 }
 
-/// glibc setting the daemon runs with: no per-thread cache of freed blocks.
-/// Each FUSE worker thread's cache pins a few pages of every size class, so
-/// with tens of threads the memory freed when the kernel forgets a walked
-/// view's inodes could not go back to the system (16 MiB stayed resident
-/// after 4 views were walked and forgotten; 2 MiB without the caches).
-const MALLOC_TUNABLE: &str = "glibc.malloc.tcache_count=0";
+/// glibc allocator settings the daemon runs with, so that memory freed when
+/// the kernel forgets a walked view's inodes goes back to the system:
+/// - no per-thread caches of freed blocks: with tens of FUSE threads they
+///   pinned a page of every cached block (16 MiB stayed resident after 4
+///   views were walked and forgotten; 2 MiB without them);
+/// - a fixed mmap threshold: glibc otherwise raises it after the first large
+///   free, and then every FUSE thread's 16 MiB request buffer (fuser's) is
+///   carved from, and zeroed in, the heap, where it stays resident (20 MiB
+///   per idle session);
+/// - two arenas, shared by all threads.
+const MALLOC_TUNABLES: [&str; 3] = [
+    "glibc.malloc.tcache_count=0",
+    "glibc.malloc.mmap_threshold=262144",
+    "glibc.malloc.arena_max=2",
+];
 
 /// glibc reads its tunables only at program start, so the daemon re-executes
-/// itself once with [`MALLOC_TUNABLE`] added to `GLIBC_TUNABLES` (same pid,
-/// same arguments). Returns only if that is not needed or the exec failed.
+/// itself once with [`MALLOC_TUNABLES`] added to `GLIBC_TUNABLES` (same pid,
+/// same arguments); a tunable the environment already sets is kept. Returns
+/// only if that is not needed or the exec failed.
 pub fn reexec_with_allocator_tunables() {
     use std::os::unix::process::CommandExt;
     let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    if current.contains("glibc.malloc.tcache_count") {
+    let missing: Vec<&str> = MALLOC_TUNABLES
+        .into_iter()
+        .filter(|t| t.split_once('=').is_some_and(|(key, _)| !current.contains(key)))
+        .collect();
+    if missing.is_empty() {
         return;
     }
-    let tunables = if current.is_empty() {
-        MALLOC_TUNABLE.to_string()
-    } else {
-        format!("{current}:{MALLOC_TUNABLE}")
-    };
+    let tunables = std::iter::once(current.as_str())
+        .filter(|c| !c.is_empty())
+        .chain(missing)
+        .collect::<Vec<_>>()
+        .join(":");
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
     let err = std::process::Command::new("/proc/self/exe")
         .arg0(arg0)
         .args(args)
-        .env("GLIBC_TUNABLES", tunables)
+        .env("GLIBC_TUNABLES", &tunables)
         .exec();
-    eprintln!("goldenfs: warning: cannot re-execute with {MALLOC_TUNABLE} ({err}); memory use may stay higher");
+    eprintln!(
+        "goldenfs: warning: cannot re-execute with GLIBC_TUNABLES={tunables} ({err}); memory use may stay higher"
+    );
 }
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
 pub fn run(config: DaemonConfig) -> Result<()> {
-    crate::sys::tune_allocator();
     match crate::sys::raise_nofile_limit() {
         Ok(n) => log::debug!("open-file limit raised to {n}"),
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),

@@ -88,16 +88,16 @@ pub fn set_opaque(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub fn set_redirect(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
     let value = path.as_os_str().as_bytes();
     xattr::set(fd, OsStr::new(REDIRECT), value, xattr::XattrFlags::empty()).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOSPC | libc::E2BIG) if value.len() > NAME_MAX => io::Error::from_raw_os_error(libc::ENAMETOOLONG),
+        // Longer than a single name: a path of several names.
+        Some(libc::ENOSPC | libc::E2BIG) if value.len() > libc::NAME_MAX as usize => {
+            io::Error::from_raw_os_error(libc::ENAMETOOLONG)
+        }
         _ => e,
     })
 }
 
-/// Longest single name: a longer redirect is a path of several names.
-const NAME_MAX: usize = 255;
-
-/// Creates a goldenfs whiteout named `name` in `dir` (used in the work dir,
-/// then renamed into place so a half-made whiteout is never visible).
+/// Creates a goldenfs whiteout named `name` in `dir` (the view's work dir:
+/// whiteouts are hard links of it, so a half-made one is never visible).
 pub fn make_whiteout(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     sys::mknod_at(dir, name, libc::S_IFCHR, 0)?;
     let fd = open_entry(dir, name)?;

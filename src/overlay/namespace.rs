@@ -272,7 +272,6 @@ impl Overlay {
         Ok(())
     }
 
-    /// Places a new whiteout at `dir/name` (which must be free in the upper).
     /// Makes a goldenfs whiteout at `dir`/`name` (which must not exist).
     /// Whiteouts are hard links of one shared marked inode in the work dir,
     /// as overlayfs does: a link is atomic (the inode already carries the
@@ -297,6 +296,7 @@ impl Overlay {
         Ok(())
     }
 
+    /// Places a new whiteout at `dir/name` (which must be free in the upper).
     pub(super) fn put_whiteout(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
         self.link_whiteout(dir, name)?;
         self.counters.whiteouts.fetch_add(1, Ordering::Relaxed);

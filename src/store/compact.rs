@@ -244,7 +244,16 @@ impl Store {
                 from.generation
             ))
         };
-        let now = p.state.read().current;
+        // With the promote lock held, nothing else moves `current` or
+        // deletes the project (promotion, rollback and deletion all take it)
+        // until this returns: checked once, here.
+        let (now, deleted) = {
+            let st = p.state.read();
+            (st.current, st.deleted)
+        };
+        if deleted {
+            return Err(Error::not_found(format!("project {project} was deleted")));
+        }
         if now != from.generation {
             return Err(moved_on(now));
         }
@@ -295,12 +304,6 @@ impl Store {
         fault::point("compact:before-publish")?;
         let swapped = self.prepare_pointer(project, n).and_then(|pointer| {
             let mut st = p.state.write();
-            if st.deleted {
-                return Err(Error::not_found(format!("project {project} was deleted")));
-            }
-            if st.current != from.generation {
-                return Err(moved_on(st.current));
-            }
             pointer.commit().map(|()| st.current = n)
         });
         if let Err(e) = swapped {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 
 use super::atomic;
-use super::gc::{referenced_layers, remove_layer_meta};
+use super::gc::referenced_layers;
 use super::layout::{self, Layout, SessionRecord};
 use super::list_dir_names;
 use super::project::{generation_numbers, read_current, read_generation};
@@ -91,8 +91,8 @@ pub(super) fn recover(layout: &Layout) -> Result<RecoveryReport> {
     let referenced = referenced_layers(layout)?;
     for id in list_dir_names(&layout.layers())? {
         if !referenced.contains(&id) {
+            // Its sidecar, now an orphan, goes in step 6.
             let trash = atomic::move_to_work(&layout.layer(&id), &work, "layer")?;
-            remove_layer_meta(layout, &id)?;
             atomic::remove_tree(&trash)?;
             r.note(format!("deleted layer {id}: no generation references it"));
         }

@@ -297,23 +297,6 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.current.unwrap_or(u64::MAX))
 }
 
-/// Makes glibc's allocator give memory back. Large blocks (FUSE request
-/// buffers, listings) always come from their own mappings and are unmapped
-/// when freed: without a fixed threshold glibc raises it after the first
-/// large free, and every later 16 MiB request buffer (one per FUSE thread) is
-/// carved from, and zeroed in, the heap, where it stays resident. And the
-/// many FUSE threads share a few arenas instead of one each, so memory freed
-/// when the kernel forgets inodes is not stranded in per-thread arenas.
-#[allow(unsafe_code)]
-pub fn tune_allocator() {
-    for (param, value) in [(libc::M_MMAP_THRESHOLD, 256 * 1024), (libc::M_ARENA_MAX, 2)] {
-        // SAFETY: mallopt only changes allocator parameters; it takes no pointers.
-        if unsafe { libc::mallopt(param, value) } != 1 {
-            log::debug!("mallopt({param}, {value}) refused");
-        }
-    }
-}
-
 /// Returns free heap memory to the kernel (after the kernel forgot many inodes).
 #[allow(unsafe_code)]
 pub fn trim_allocator() {
