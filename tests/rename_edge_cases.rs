@@ -12,19 +12,13 @@ use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn ino(p: impl AsRef<Path>) -> u64 {
     let p = p.as_ref();
     fs::symlink_metadata(p)
         .unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()))
         .ino()
-}
-
-/// Unmounts and remounts `session` of `p`; returns the new mountpoint.
-fn remount(d: &Daemon, p: &str, session: &str) -> PathBuf {
-    d.unmount(session);
-    d.mount(p, session)
 }
 
 /// xorshift64*: deterministic, so a failure names a seed and a step that replay.
@@ -358,7 +352,7 @@ fn a_dir_with_a_very_long_lower_path_is_renamed_or_refused_with_enametoolong() {
         }
     }
     drop(held);
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     assert_eq!(read(m.join("short-moved/leaf.txt")), "leaf\n");
     assert!(!exists(m.join("s").join(&short_top).join(&short_rest)));
     assert!(exists(m.join("s").join(&short_top).join(&short_chain[1])));
@@ -441,6 +435,6 @@ fn dirs_renamed_while_other_threads_read_write_and_create_inside_them_stay_consi
         assert_eq!(ls(m.join(format!("top{t}"))), vec!["a"]);
         assert!(ls(m.join(format!("top{t}/a/b"))).len() >= 20);
     }
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     assert!(snapshot(&m) == before, "the view changed across remount");
 }

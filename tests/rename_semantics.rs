@@ -171,10 +171,15 @@ fn disk_usage(dir: &Path) -> (usize, usize, u64) {
     acc
 }
 
-/// Unmounts and remounts `session` of `p`; returns the new mountpoint.
-fn remount(d: &Daemon, p: &str, session: &str) -> PathBuf {
-    d.unmount(session);
-    d.mount(p, session)
+/// Checks `want` on `m` (session s1 of project p), again after s1 is
+/// remounted, and on s2 mounted on s1's promotion; returns s2's mountpoint.
+fn holds_after_remount_and_promotion(d: &Daemon, m: &Path, want: impl Fn(&Path)) -> PathBuf {
+    want(m);
+    let m = d.remount("p", "s1");
+    want(&m);
+    let m = promote_and_mount(d, "p", "s1", "s2");
+    want(&m);
+    m
 }
 
 /// Unmounts and promotes `session`, then mounts `next` on the new generation.
@@ -246,7 +251,7 @@ fn renaming_a_lower_dir_of_10000_files_copies_no_data() {
         snapshot(&upper).keys().collect::<Vec<_>>()
     );
 
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     assert!(!exists(m.join("big")));
     check(&m);
     let m = promote_and_mount(&d, "p", "s1", "s2");
@@ -327,7 +332,7 @@ fn renames_into_out_of_and_within_a_redirected_dir_survive_remount_and_promotion
 
     let snap = view_snapshot(&m);
     let inodes = inos(&m);
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     assert_view(&m, &model, "after remount");
     assert_eq!(view_snapshot(&m), snap, "metadata changed across remount");
     assert_eq!(inos(&m), inodes, "inode numbers changed across remount");
@@ -369,11 +374,7 @@ fn a_redirected_dir_can_be_deleted_and_its_old_name_reused() {
         assert_eq!(ls(m.join("l3-out")), vec!["f3.txt", "m", "n"]);
         assert_eq!(read(m.join("l3-out/m/mf.txt")), "mf\n");
     };
-    want(&m);
-    let m = remount(&d, "p", "s1");
-    want(&m);
-    let m = promote_and_mount(&d, "p", "s1", "s2");
-    want(&m);
+    holds_after_remount_and_promotion(&d, &m, want);
 }
 
 // ---------------------------------------------------------------------------
@@ -426,11 +427,7 @@ fn rename_noreplace_fails_with_eexist_on_an_existing_target_and_works_otherwise(
         assert_eq!(read(m.join("empty/nested/up.txt")), "up\n");
         assert!(ls(m.join("new-dir")).is_empty());
     };
-    want(&m);
-    let m = remount(&d, "p", "s1");
-    want(&m);
-    let m = promote_and_mount(&d, "p", "s1", "s2");
-    want(&m);
+    holds_after_remount_and_promotion(&d, &m, want);
 }
 
 #[test]
@@ -463,7 +460,7 @@ fn rename_exchange_swaps_files_and_dirs_keeping_content_and_inode_numbers() {
     }
     let swapped = |m: &Path| assert_eq!(inos(m), expect_inos);
     let snap = view_snapshot(&m);
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     assert_view(&m, &model, "after remount");
     assert_eq!(view_snapshot(&m), snap);
     swapped(&m);
@@ -519,11 +516,7 @@ fn rename_whiteout_leaves_a_plain_char_device_at_the_source() {
         assert_eq!(read(m.join("dir1/up-moved.txt")), "up\n");
         assert_eq!(read(m.join("dir1/nested/deep.txt")), "x\n");
     };
-    want(&m);
-    let m = remount(&d, "p", "s1");
-    want(&m);
-    let m = promote_and_mount(&d, "p", "s1", "s2");
-    want(&m);
+    let m = holds_after_remount_and_promotion(&d, &m, want);
     // It is an ordinary entry: it can be removed, and the name reused.
     fs::remove_file(m.join("a.txt")).unwrap();
     assert!(!exists(m.join("a.txt")));
@@ -587,11 +580,7 @@ fn renaming_a_dir_over_an_empty_dir_replaces_it() {
         assert_eq!(ls(m.join("emptied")), vec!["s3.txt"]);
         assert_eq!(ls(m.join("emptied2")), vec!["n2.txt"]);
     };
-    want(&m);
-    let m = remount(&d, "p", "s1");
-    want(&m);
-    let m = promote_and_mount(&d, "p", "s1", "s2");
-    want(&m);
+    holds_after_remount_and_promotion(&d, &m, want);
 }
 
 #[test]
@@ -618,7 +607,7 @@ fn renaming_a_dir_over_a_dir_with_only_lower_entries_fails_with_enotempty() {
         assert_errno(r, &[libc::ENOTEMPTY], &format!("rename {from} over non-empty {to}"));
     }
     assert_eq!(tree(&m), before, "a refused rename changed the view");
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     assert_eq!(tree(&m), before);
 }
 
@@ -683,7 +672,7 @@ fn renamed_files_and_dirs_keep_their_inode_numbers() {
             assert_eq!(e.ino(), ino(e.path()), "d_ino of {}", e.path().display());
         }
     }
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     assert_eq!(inos(&m), expect, "after remount");
     let m = promote_and_mount(&d, "p", "s1", "s2");
     assert_eq!(inos(&m), expect, "after promotion");
@@ -731,6 +720,6 @@ fn dirs_held_open_keep_working_after_they_or_their_ancestors_are_renamed() {
         assert_eq!(ls(m.join("other")), vec!["keep.txt"]);
     };
     want(&m);
-    let m = remount(&d, "p", "s1");
+    let m = d.remount("p", "s1");
     want(&m);
 }

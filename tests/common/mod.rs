@@ -498,6 +498,12 @@ impl Daemon {
         self.ok(&args);
     }
 
+    /// Unmounts `session` and mounts it again (at the same mountpoint).
+    pub fn remount(&self, project: &str, session: &str) -> PathBuf {
+        self.unmount(session);
+        self.mount(project, session)
+    }
+
     /// Creates project `name` from a tree built by `fill` (given the source dir).
     pub fn create_project_with(&self, name: &str, fill: impl FnOnce(&Path)) -> PathBuf {
         let src = self.new_dir(&format!("{name}-src"));
