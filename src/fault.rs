@@ -7,7 +7,8 @@
 //! then stops there without any cleanup, which is the same on-disk state.
 //!
 //! Points: `promote:after-manifest`, `promote:after-layer-rename`,
-//! `promote:before-pointer-swap`, `gc:mid-delete`,
+//! `promote:before-pointer-swap`, `promote:after-pointer-swap` (the session
+//! record is not removed yet), `gc:mid-delete`,
 //! `import:before-project-rename`, `import:before-move-rename`,
 //! `rollback:before-pointer-swap`, `copyup:before-rename`,
 //! `compact:mid-build` (after the first entry of the new layer),

@@ -127,6 +127,7 @@ impl Store {
             }
             return Err(e);
         }
+        fault::point("promote:after-pointer-swap")?;
         // The session is now part of the generation: its record goes.
         if let Err(e) = self.remove_session_dir(session) {
             log::warn!("promoted {session} but could not remove its record: {e}; it is removed at the next start");
