@@ -3,7 +3,8 @@
 //!
 //! Repairs, in order:
 //! 1. `work/` is emptied (half-built layers, sessions, projects, trash).
-//! 2. Temp files of interrupted atomic writes (`.NAME.tmp-…`) are removed.
+//! 2. Temp files of interrupted atomic writes (`.NAME.tmp-…`) are removed,
+//!    and every session's `work/` (its view's scratch) is emptied.
 //! 3. Interrupted promotions (a session record without `upper/`): if the
 //!    promoted generation is current, the promotion completed and the record
 //!    is removed; otherwise the layer is moved back to the session's upper
@@ -69,6 +70,15 @@ pub(super) fn recover(layout: &Layout) -> Result<RecoveryReport> {
                 if ent.file_name().to_string_lossy().starts_with('.') {
                     atomic::remove_tree(&ent.path())?;
                 }
+            }
+        }
+        // A view's scratch: a copy-up the crash interrupted (as big as the
+        // file), the shared whiteout inode. Emptied before every mount too,
+        // but a crashed session may never be mounted again.
+        if let Ok(rd) = fs::read_dir(layout.session_work(&s)) {
+            for ent in rd.flatten() {
+                atomic::remove_tree(&ent.path())?;
+                log::debug!("recovery: removed {:?} from the work/ of session {s}", ent.file_name());
             }
         }
     }

@@ -563,12 +563,17 @@ fn start_up_empties_work_and_removes_temp_files() {
     let f = fixture();
     let store = Store::open(&f.state).unwrap();
     empty_project(&store, "web");
+    let s1 = store.open_session("web", "s1").unwrap();
+    write(&s1.upper.join("kept"), "kept");
     drop(store);
     fs::create_dir(f.state.join("work/half-built")).unwrap();
     write(&f.state.join("work/half-built/x"), "x");
     write(&f.state.join("projects/web/.current.tmp-1"), "9\n");
+    write(&s1.work.join("copyup-0"), "a copy-up the crash interrupted");
     let store = Store::open(&f.state).unwrap();
     assert_eq!(fs::read_dir(f.state.join("work")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(&s1.work).unwrap().count(), 0);
+    assert_eq!(fs::read_to_string(s1.upper.join("kept")).unwrap(), "kept");
     assert!(!f.state.join("projects/web/.current.tmp-1").exists());
     assert_eq!(store.current_generation("web").unwrap(), 1);
 }
