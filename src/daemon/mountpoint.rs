@@ -7,10 +7,13 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::sys;
 
-/// If `path` is a dead FUSE mount (stat fails with ENOTCONN, e.g. left by a
-/// daemon that crashed), detaches it. Returns true when it did.
+/// If `path` is a dead FUSE mount (statfs fails with ENOTCONN, e.g. left by
+/// a daemon that crashed), detaches it. Returns true when it did. Not stat:
+/// the kernel answers it from the root's cached attributes (views cache
+/// them for a day) without asking the filesystem, so it succeeds on a dead
+/// mount; statfs always asks.
 pub fn detach_if_stale(path: &Path) -> Result<bool> {
-    match fs::symlink_metadata(path) {
+    match sys::statfs(path) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             log::warn!(
                 "{} is a stale FUSE mount (transport endpoint not connected); detaching it",

@@ -89,6 +89,10 @@ pub fn fstatfs(fd: BorrowedFd<'_>) -> io::Result<StatFs> {
     rustix::fs::fstatfs(fd).map_err(io::Error::from)
 }
 
+pub fn statfs(path: &Path) -> io::Result<StatFs> {
+    rustix::fs::statfs(path).map_err(io::Error::from)
+}
+
 pub fn mkdir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
     rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)).map_err(io::Error::from)
 }
