@@ -166,7 +166,8 @@ pub struct LoopFs {
 impl LoopFs {
     /// Makes a `mib` MiB ext4 image at `image` (`-m 0`: no blocks reserved
     /// for root, who runs the daemon; `inodes`: `-N`, to run out of inodes
-    /// early) and mounts it at the existing directory `mnt`.
+    /// early) and mounts it at the existing directory `mnt`. Its
+    /// `lost+found` is removed: a store refuses a non-empty directory.
     pub fn new(image: &Path, mnt: &Path, mib: u64, inodes: Option<u64>) -> LoopFs {
         for tool in ["mkfs.ext4", "losetup", "mount", "umount"] {
             assert!(
@@ -192,21 +193,23 @@ impl LoopFs {
         run_ok("mount", &["-o", "loop", img, mnt.to_str().unwrap()]);
         let device =
             mount_source(mnt).unwrap_or_else(|| panic!("{} is not mounted after mount -o loop", mnt.display()));
-        LoopFs {
+        let disk = LoopFs {
             mnt: mnt.to_path_buf(),
             image: image.to_path_buf(),
             device,
-        }
+        };
+        fs::remove_dir(mnt.join("lost+found")).expect("remove lost+found");
+        disk
     }
 
     pub fn path(&self) -> &Path {
         &self.mnt
     }
 
-    /// (free blocks for root, free inodes) as `statvfs` reports them.
+    /// (free bytes, free inodes) as `statvfs` reports them.
     pub fn free(&self) -> (u64, u64) {
         let st = rustix::fs::statvfs(&self.mnt).expect("statvfs of the loop filesystem");
-        (st.f_bfree, st.f_ffree)
+        (st.f_bavail * st.f_frsize, st.f_ffree)
     }
 }
 
