@@ -120,6 +120,7 @@ impl Store {
         // Writing the pointer can fail (a full disk): the session stays intact.
         let pointer = self.prepare_pointer(project, n).map_err(undo)?;
         fault::point("promote:before-pointer-swap")?;
+        fault::pause("promote:before-pointer-swap");
         let swapped = {
             let mut st = p.state.write();
             match if_generation {
