@@ -77,10 +77,7 @@ fn assert_no_copy_up_leftovers(d: &Daemon, session: &str) {
 /// Generation 2 of `p` (so that generation 1 is left for GC), and an
 /// unmounted session `prom` on it with `prom.txt` and `prom-dir/`.
 fn generation_2_and_a_session_to_promote(d: &Daemon) {
-    let m0 = d.mount("p", "s0");
-    write(m0.join("gen2.txt"), "2\n");
-    d.unmount("s0");
-    d.ok(&["promote", "p", "s0"]);
+    promote_new_session(d, "p", "s0", "gen2.txt", "2\n");
     let mp = d.mount("p", "prom");
     write(mp.join("prom.txt"), "promote me\n");
     fs::create_dir(mp.join("prom-dir")).unwrap();

@@ -408,3 +408,12 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Mounts a new session `session` of `project`, writes `file` with
+/// `content` in it, unmounts it and promotes it (the next generation).
+pub fn promote_new_session(d: &super::Daemon, project: &str, session: &str, file: &str, content: &str) {
+    let m = d.mount(project, session);
+    super::write(m.join(file), content);
+    d.unmount(session);
+    d.ok(&["promote", project, session]);
+}
