@@ -16,7 +16,8 @@
 //!
 //! `GOLDENFS_PAUSE=<point>=<ms>` (debug builds) makes [`pause`] at that point
 //! sleep, so tests can make a race happen: `compact:built` (the layer is
-//! built, nothing is locked yet).
+//! built, nothing is locked yet), `promote:before-pointer-swap` (the
+//! manifest is written and the layer renamed; `current` not yet swapped).
 
 use crate::error::Result;
 

@@ -80,10 +80,17 @@ impl MountedView {
 
     /// Unmounts. Without `lazy`, a busy mount is left mounted and handed back with an error.
     pub fn unmount(mut self, lazy: bool) -> std::result::Result<(), (MountedView, Error)> {
+        let mut detached_elsewhere = false;
         match sys::unmount(&self.mountpoint, lazy) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOENT) => {
-                // Not mounted any more (unmounted behind our back).
+                // Not mounted any more: unmounted behind our back, perhaps
+                // lazily while busy, so its FUSE session may live on.
+                log::warn!(
+                    "{} was no longer mounted (unmounted outside goldenfs)",
+                    self.mountpoint.display()
+                );
+                detached_elsewhere = true;
             }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 let msg = format!(
@@ -98,7 +105,7 @@ impl MountedView {
             }
         }
         if let Some(session) = self.session.take() {
-            if lazy {
+            if lazy || detached_elsewhere {
                 // Open files keep a lazily detached mount alive; do not wait for them.
                 std::thread::spawn(move || {
                     let _ = session.join();

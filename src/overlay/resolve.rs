@@ -136,6 +136,7 @@ impl Overlay {
         name: &OsStr,
         hint: Option<&LowerHint>,
     ) -> Result<Resolved, Errno> {
+        check_name(name)?;
         if let Some(up) = &dir.upper {
             match sys::stat_at(up.as_fd(), name) {
                 Ok(st) => return self.resolve_upper_entry(dir, up, name, st),
@@ -419,6 +420,20 @@ impl Overlay {
         };
         Ok((data, fd))
     }
+}
+
+/// Every name the core acts on is resolved here first, so this is where a
+/// name that is not one component is refused. The kernel never sends one,
+/// but resolved relative to a directory fd, `a/b` would follow a symlink a
+/// session planted at `a` (only the last component is taken with
+/// `O_NOFOLLOW`), and `..` would leave the layer.
+fn check_name(name: &OsStr) -> Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
 }
 
 /// A directory that vanished under a cached path: report it as gone.

@@ -349,3 +349,65 @@ fn listing_hints_skip_layers_above_and_stale_hints_are_ignored() {
     assert_eq!(got[0].as_ref().unwrap().ino, top_f);
     assert_eq!(fx.read("f"), "top-f");
 }
+
+/// The kernel never sends `.`, `..`, an empty name or one with a `/` (it
+/// splits paths itself), so such a name can only be a bug or a hostile
+/// caller of the core. Resolved relative to a directory fd, `a/b` would
+/// follow a symlink planted at `a` (only the last component is looked up
+/// without following), and `..` would step out of the layer: every entry
+/// point refuses them before touching a backing directory.
+#[test]
+fn names_that_are_not_one_component_are_refused() {
+    let fx = fixture(std_layers);
+    let outside = fx.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), "outside").unwrap();
+    symlink(&outside, fx.root.join("upper/evil")).unwrap();
+    let bad = ["..", ".", "", "evil/secret", "d/a", "evil/new", "../outside", "d/../f"];
+    for name in bad {
+        let n = OsStr::new(name);
+        let want = Err(Errno::EINVAL);
+        assert_eq!(fx.ov.lookup(ROOT_INO, n).map(|_| ()), want, "lookup {name:?}");
+        assert_eq!(fx.ov.mkdir(ROOT_INO, n, 0o755, ME).map(|_| ()), want, "mkdir {name:?}");
+        assert_eq!(
+            fx.ov.mknod(ROOT_INO, n, libc::S_IFREG | 0o644, 0, ME).map(|_| ()),
+            want,
+            "mknod {name:?}"
+        );
+        assert_eq!(
+            fx.ov.create(ROOT_INO, n, 0o644, libc::O_RDWR, ME).map(|_| ()),
+            want,
+            "create {name:?}"
+        );
+        assert_eq!(
+            fx.ov.symlink(ROOT_INO, n, OsStr::new("/etc"), ME).map(|_| ()),
+            want,
+            "symlink {name:?}"
+        );
+        assert_eq!(fx.ov.unlink(ROOT_INO, n), want, "unlink {name:?}");
+        assert_eq!(fx.ov.rmdir(ROOT_INO, n), want, "rmdir {name:?}");
+        let f = fx.ino("f").unwrap();
+        assert_eq!(fx.ov.link(f, ROOT_INO, n).map(|_| ()), want, "link to {name:?}");
+        assert_eq!(
+            fx.ov.rename(ROOT_INO, OsStr::new("f"), ROOT_INO, n, 0),
+            want,
+            "rename to {name:?}"
+        );
+        assert_eq!(
+            fx.ov.rename(ROOT_INO, n, ROOT_INO, OsStr::new("g"), 0),
+            want,
+            "rename from {name:?}"
+        );
+    }
+    // Nothing was made or changed outside the view's layers, nor inside them.
+    assert_eq!(fs::read_to_string(outside.join("secret")).unwrap(), "outside");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+    let mut upper: Vec<_> = fs::read_dir(fx.root.join("upper"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    upper.sort();
+    // `f` was copied up by the link attempts' copy-up (of a real file).
+    assert!(upper.iter().all(|n| n == "evil" || n == "f"), "upper: {upper:?}");
+    assert_eq!(fx.read("f"), "top-f");
+}

@@ -105,8 +105,22 @@ impl Store {
             return Err(e);
         }
         fault::point("promote:after-layer-rename")?;
-        let pointer = self.prepare_pointer(project, n)?;
+        // Undoes steps 1 and 2: the promotion did not happen.
+        let undo = |e: Error| {
+            let undone = atomic::rename_noreplace(&layer, &upper)
+                .and_then(|()| atomic::remove_tree(&gen_dir.join(&gen_name)))
+                .and_then(|()| atomic::fsync_dir(&gen_dir));
+            if let Err(u) = undone {
+                log::error!(
+                    "undoing promotion of {session} into {project} generation {n}: {u}; restart the daemon to repair the store"
+                );
+            }
+            e
+        };
+        // Writing the pointer can fail (a full disk): the session stays intact.
+        let pointer = self.prepare_pointer(project, n).map_err(undo)?;
         fault::point("promote:before-pointer-swap")?;
+        fault::pause("promote:before-pointer-swap");
         let swapped = {
             let mut st = p.state.write();
             match if_generation {
@@ -116,16 +130,7 @@ impl Store {
             }
         };
         if let Err(e) = swapped {
-            // Undo: the promotion did not happen.
-            let undo = atomic::rename_noreplace(&layer, &upper)
-                .and_then(|()| atomic::remove_tree(&gen_dir.join(&gen_name)))
-                .and_then(|()| atomic::fsync_dir(&gen_dir));
-            if let Err(u) = undo {
-                log::error!(
-                    "undoing promotion of {session} into {project} generation {n}: {u}; restart the daemon to repair the store"
-                );
-            }
-            return Err(e);
+            return Err(undo(e));
         }
         fault::point("promote:after-pointer-swap")?;
         // The session is now part of the generation: its record goes.

@@ -9,6 +9,8 @@
 //! message saying so); they never skip.
 #![allow(dead_code)]
 
+pub mod extra;
+
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs;
@@ -280,6 +282,15 @@ impl Daemon {
 
     /// Like [`Daemon::start`] with extra `goldenfs daemon` options.
     pub fn start_with(extra: &[&str]) -> Daemon {
+        Self::start_after(extra, |_| ()).1
+    }
+
+    /// Like [`Daemon::start_with`], running `setup(root)` once the temporary
+    /// root (with an empty `state/`) exists and before the daemon starts, e.g.
+    /// to mount a small filesystem on `state/`. Its value comes first so that
+    /// `let (t, d) = …` drops the daemon (which unmounts everything below its
+    /// root) before `t`.
+    pub fn start_after<T>(extra: &[&str], setup: impl FnOnce(&Path) -> T) -> (T, Daemon) {
         require_root_and_fuse();
         let seq = DAEMON_SEQ.fetch_add(1, Ordering::Relaxed);
         let root = tempdir(&format!("d{}-{seq}-", std::process::id()));
@@ -300,8 +311,9 @@ impl Daemon {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             env: Mutex::new(Vec::new()),
         };
+        let t = setup(&d.root_path);
         d.spawn();
-        d
+        (t, d)
     }
 
     fn spawn(&self) {
