@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 
 use super::atomic;
+use super::layout::LAST_GENERATION;
 use super::project::{generation_numbers, read_generation};
 use super::{Store, list_dir_names};
 use crate::error::Result;
@@ -57,6 +58,15 @@ impl Store {
                     .collect();
                 // A generation being compacted is read until the compaction ends.
                 pinned.extend(self.compacting.lock().get(&name).map(|c| c.generation));
+                if let Some(&highest) = numbers.last()
+                    && highest != current
+                    && !pinned.contains(&highest)
+                    && !newest.contains(&highest)
+                {
+                    // Its number must stay taken once its manifest is gone.
+                    let text = format!("{highest}\n");
+                    atomic::write_atomic(&self.layout.project(&name), LAST_GENERATION, text.as_bytes())?;
+                }
                 for n in numbers {
                     if n == current || pinned.contains(&n) || newest.contains(&n) {
                         continue;

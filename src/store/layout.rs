@@ -221,6 +221,10 @@ pub fn layer_meta_file_name(id: &str) -> String {
 
 pub const PROJECT_JSON: &str = "project.json";
 pub const CURRENT: &str = "current";
+/// `projects/P/last-generation`: the highest generation number the project
+/// ever had, written by GC before it deletes the highest-numbered manifest
+/// (possible after a rollback with `--keep 0`), so numbers are never reused.
+pub const LAST_GENERATION: &str = "last-generation";
 pub const SESSION_JSON: &str = "session.json";
 
 pub fn generation_file_name(n: u64) -> String {

@@ -19,6 +19,24 @@ pub(super) fn read_current(layout: &Layout, project: &str) -> Result<u64> {
     })
 }
 
+/// The highest generation number `project` ever had: the newest manifest,
+/// or `last-generation` if GC deleted a higher one.
+pub(super) fn highest_generation(layout: &Layout, project: &str) -> Result<u64> {
+    let newest = generation_numbers(layout, project)?.last().copied().unwrap_or(0);
+    let path = layout.project(project).join(layout::LAST_GENERATION);
+    let deleted = match fs::read_to_string(&path) {
+        Ok(text) => layout::parse_current(&text).ok_or_else(|| {
+            Error::internal(format!(
+                "{} does not hold a generation number ({text:?}); write the highest generation number the project had into it",
+                path.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    Ok(newest.max(deleted))
+}
+
 /// The generation numbers of a project that have a manifest, ascending.
 pub(super) fn generation_numbers(layout: &Layout, project: &str) -> Result<Vec<u64>> {
     let mut out: Vec<u64> = list_dir_names(&layout.generations(project))?

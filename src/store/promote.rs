@@ -14,7 +14,7 @@ use std::fs;
 use super::Store;
 use super::atomic;
 use super::layout::{self, GenerationManifest};
-use super::project::{generation_numbers, read_generation};
+use super::project::{generation_numbers, highest_generation, read_generation};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fault;
 
@@ -152,12 +152,7 @@ impl Store {
     /// The number of a new generation of `project` (max+1; numbers are never
     /// reused) and a fresh id for its layer.
     pub(super) fn next_generation(&self, project: &str, current: u64) -> Result<(u64, String)> {
-        let n = generation_numbers(&self.layout, project)?
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .max(current)
-            + 1;
+        let n = highest_generation(&self.layout, project)?.max(current) + 1;
         let mut id = layout::new_layer_id(project, n);
         while self.layout.layer(&id).exists() {
             id = layout::new_layer_id(project, n);

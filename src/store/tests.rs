@@ -353,6 +353,28 @@ fn rollback_points_current_at_an_older_generation() {
 }
 
 #[test]
+fn generation_numbers_are_never_reused_after_gc_deletes_the_highest() {
+    let f = fixture();
+    let store = Store::open(&f.state).unwrap();
+    empty_project(&store, "web");
+    promote_with_file(&store, "web", "s2", "b"); // 2
+    promote_with_file(&store, "web", "s3", "c"); // 3
+    store.rollback("web", 1).unwrap();
+    let gens = deleted_generations(&store.gc(0).unwrap());
+    assert_eq!(gens, [2, 3]);
+    let r = promote_with_file(&store, "web", "s4", "d");
+    assert_eq!((r.generation, r.parent), (4, 1));
+    // Also after a restart (the mark is on disk).
+    drop(store);
+    let store = Store::open(&f.state).unwrap();
+    store.rollback("web", 1).unwrap();
+    assert_eq!(deleted_generations(&store.gc(0).unwrap()), [4]);
+    drop(store);
+    let store = Store::open(&f.state).unwrap();
+    assert_eq!(promote_with_file(&store, "web", "s5", "e").generation, 5);
+}
+
+#[test]
 fn gc_deletes_only_unpinned_old_generations_and_unreferenced_layers() {
     let f = fixture();
     let store = Store::open(&f.state).unwrap();
