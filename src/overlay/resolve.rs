@@ -119,6 +119,21 @@ impl Overlay {
         Ok(DirView::new(ino, path, upper, info.lower, info.origin))
     }
 
+    /// Flushes the directory `ino` of the upper to disk (FSYNCDIR), so that
+    /// entries created, renamed or removed in it survive a machine crash.
+    /// A directory only in the lower layers has nothing to flush.
+    pub fn fsync_dir(&self, ino: Ino, datasync: bool) -> Result<(), Errno> {
+        let path = {
+            let nodes = self.nodes.read();
+            if !nodes.get(ino)?.dir()?.upper {
+                return Ok(());
+            }
+            nodes.path_of(ino)?
+        };
+        let fd = sys::open_dir_read(self.layers.upper.as_fd(), &path).map_err(stale)?;
+        Ok(sys::fsync(fd.as_fd(), datasync)?)
+    }
+
     /// Resolves `name` in the directory `dir`.
     pub(super) fn resolve_in(&self, dir: &DirView, name: &OsStr) -> Result<Resolved, Errno> {
         self.resolve_in_from(dir, name, None)

@@ -108,6 +108,17 @@ fn upper_layer_shadows_lower_and_dirs_merge() {
 }
 
 #[test]
+fn fsync_dir_flushes_upper_dirs_and_refuses_files() {
+    let fx = fixture(std_layers);
+    // Only in a lower layer: nothing to flush.
+    fx.ov.fsync_dir(fx.ino("d/sub").unwrap(), false).unwrap();
+    let made = fx.ov.mkdir(fx.ino("d").unwrap(), OsStr::new("new"), 0o755, ME).unwrap();
+    fx.ov.fsync_dir(made.ino, false).unwrap();
+    fx.ov.fsync_dir(ROOT_INO, true).unwrap();
+    assert_eq!(fx.ov.fsync_dir(fx.ino("f").unwrap(), false), Err(Errno::ENOTDIR));
+}
+
+#[test]
 fn version_file_is_virtual_and_shadows_real_file() {
     let fx = fixture(std_layers);
     let names = fx.names("");
