@@ -24,7 +24,13 @@ pub(super) fn dispatch(d: &Daemon, req: Request) -> Result<Response> {
             project,
             session,
             mountpoint,
-        } => Response::success(&session_mount(d, &project, &session, &mountpoint)?),
+        } => {
+            let mounted = session_mount(d, &project, &session, &mountpoint);
+            if mounted.is_err() {
+                d.registry.forget_idle_slot(&session);
+            }
+            Response::success(&mounted?)
+        }
         Request::SessionUnmount { session, lazy } => Response::success(&session_unmount(d, &session, lazy)?),
         Request::SessionDiscard { session, force } => Response::success(&session_discard(d, &session, force)?),
         Request::SessionList {} => Response::success(&SessionListResult {

@@ -180,3 +180,23 @@ fn a_request_line_must_be_complete_within_the_deadline_however_slowly_it_is_sent
     assert_eq!(code(&r), "invalid_request");
     assert!(message(&r).contains("within 1 s"), "{r:?}");
 }
+
+#[test]
+fn failed_mounts_do_not_leave_a_registry_slot_per_session_name() {
+    let d = start();
+    let s = connect(&d);
+    let mut bytes = b"{\"op\":\"project_create\",\"project\":\"p\"}\n".to_vec();
+    for i in 0..500 {
+        bytes.extend(
+            format!(
+                "{{\"op\":\"session_mount\",\"project\":\"p\",\"session\":\"s{i}\",\"mountpoint\":\"/nonexistent/{i}\"}}\n"
+            )
+            .bytes(),
+        );
+    }
+    let r = exchange(&s, &bytes, 501);
+    assert!(r[0].ok);
+    assert!(r[1..].iter().all(|r| code(r) == "not_found"));
+    let slots = d.daemon.registry.all_slots();
+    assert!(slots.is_empty(), "{} slots left behind", slots.len());
+}
