@@ -215,3 +215,4 @@ fn a_stale_socket_file_is_replaced() {
 }
 
 mod connections;
+mod hostile;
