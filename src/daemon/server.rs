@@ -28,9 +28,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::Daemon;
 use crate::error::{Error, ErrorCode, Result};
@@ -137,6 +138,7 @@ impl Server {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.conns.reap(&mut self.conns.table.lock());
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -210,20 +212,27 @@ impl Server {
         };
         let daemon = daemon.clone();
         let limits = self.conns.limits;
+        let id = slot.id;
         let spawned = std::thread::Builder::new().name("goldenfs-conn".into()).spawn({
             let stream = stream.clone();
             move || {
                 if let Err(e) = serve_connection(&daemon, &stream, &slot, limits, (uid, pid)) {
                     log::debug!("connection of uid {uid} pid {pid} closed: {e}");
                 }
+                // The slot goes last: nothing of the connection is left.
+                drop((daemon, stream));
+                drop(slot);
             }
         });
-        if let Err(e) = spawned {
-            log::error!("cannot start a connection thread: {e}");
-            reply_now(
-                &stream,
-                &Error::busy(format!("the daemon cannot start a thread ({e}); retry in a moment")),
-            );
+        match spawned {
+            Ok(thread) => self.conns.started(id, thread),
+            Err(e) => {
+                log::error!("cannot start a connection thread: {e}");
+                reply_now(
+                    &stream,
+                    &Error::busy(format!("the daemon cannot start a thread ({e}); retry in a moment")),
+                );
+            }
         }
     }
 }
@@ -294,12 +303,18 @@ enum Phase {
 struct Conn {
     stream: Arc<UnixStream>,
     phase: Phase,
+    /// Set by the accepting thread once the thread is started.
+    thread: Option<JoinHandle<()>>,
 }
 
+/// A slot is taken from [`Conns::claim`] until its thread has been joined:
+/// a connection's entry in `conns`, then its thread in `exited`.
 #[derive(Default)]
 struct Table {
     next_id: u64,
     conns: HashMap<u64, Conn>,
+    /// Threads whose connection ended, to be joined by the accepting thread.
+    exited: Vec<JoinHandle<()>>,
 }
 
 /// The connection table shared by the accepting thread and the connections.
@@ -338,7 +353,8 @@ impl Conns {
         let mut evicted = false;
         let mut t = self.table.lock();
         loop {
-            if t.conns.len() < self.limits.max_connections {
+            self.reap(&mut t);
+            if t.conns.len() + t.exited.len() < self.limits.max_connections {
                 let id = t.next_id;
                 t.next_id += 1;
                 t.conns.insert(
@@ -346,6 +362,7 @@ impl Conns {
                     Conn {
                         stream: stream.clone(),
                         phase: Phase::Reading(Instant::now()),
+                        thread: None,
                     },
                 );
                 let slot = Slot {
@@ -386,6 +403,30 @@ impl Conns {
     }
 }
 
+impl Conns {
+    /// Records the thread serving connection `id`.
+    fn started(&self, id: u64, thread: JoinHandle<()>) {
+        let mut t = self.table.lock();
+        match t.conns.get_mut(&id) {
+            Some(c) => c.thread = Some(thread),
+            None => t.exited.push(thread),
+        }
+    }
+
+    /// Joins the threads whose connections ended (without holding the
+    /// table: they are past their last use of it), freeing their slots.
+    fn reap(&self, t: &mut MutexGuard<'_, Table>) {
+        let exited = std::mem::take(&mut t.exited);
+        if !exited.is_empty() {
+            MutexGuard::unlocked(t, || {
+                for thread in exited {
+                    let _ = thread.join();
+                }
+            });
+        }
+    }
+}
+
 /// Wakes the connection's thread: a reader sees end-of-file (and then
 /// replies that it was evicted), a writer gets `EPIPE`.
 fn evict(conn: &mut Conn) {
@@ -419,7 +460,11 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.conns.table.lock().conns.remove(&self.id);
+        let mut t = self.conns.table.lock();
+        if let Some(thread) = t.conns.remove(&self.id).and_then(|c| c.thread) {
+            t.exited.push(thread);
+        }
+        drop(t);
         self.conns.freed.notify_all();
     }
 }
