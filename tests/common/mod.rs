@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod hostile;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_goldenfs");
 
