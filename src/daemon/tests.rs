@@ -193,6 +193,31 @@ fn mount_rejects_bad_mountpoints_without_creating_a_session() {
 }
 
 #[test]
+fn a_mountpoint_that_would_hide_the_control_socket_is_refused() {
+    let d = start();
+    let s = UnixStream::connect(&d.socket).unwrap();
+    let run = d.socket.parent().unwrap();
+    // Only the socket is in its directory, and the store is elsewhere.
+    let link = d._tmp.path().join("to-run");
+    std::os::unix::fs::symlink(run, &link).unwrap();
+    let mut bytes = b"{\"op\":\"project_create\",\"project\":\"web\"}\n".to_vec();
+    for mp in [run, &link] {
+        bytes.extend(
+            format!("{{\"op\":\"session_mount\",\"project\":\"web\",\"session\":\"s1\",\"mountpoint\":{mp:?}}}\n")
+                .bytes(),
+        );
+    }
+    let r = exchange(&s, &bytes, 3);
+    assert!(r[0].ok);
+    for reply in &r[1..] {
+        assert_eq!(code(reply), "invalid_argument");
+        let message = &reply.error.as_ref().unwrap().message;
+        assert!(message.contains("would hide the daemon's control socket"), "{message}");
+    }
+    assert!(d.daemon.store.sessions().is_empty());
+}
+
+#[test]
 fn a_second_daemon_on_the_same_socket_or_store_is_refused() {
     let d = start();
     let err = Server::bind(&d.socket, false).err().unwrap();
