@@ -56,7 +56,9 @@ const FIELDS: &[&str] = &[
     "keep",
 ];
 
-/// JSON texts that are hostile as a field's value.
+/// JSON texts that are hostile as a field's value (built once).
+static HOSTILE_RAW: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(hostile_raw_values);
+
 fn hostile_raw_values() -> Vec<String> {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     vec![
@@ -313,14 +315,14 @@ proptest! {
         req in request(),
         muts in prop::collection::vec(mutation(), 1..3),
     ) {
-        let raws = hostile_raw_values();
+        let raws = &*HOSTILE_RAW;
         let mut fields = fields_of(&req);
         let mut aimed = Vec::new();
         for m in &muts {
             if fields.is_empty() {
                 break;
             }
-            aimed.extend(apply(&mut fields, m, &raws));
+            aimed.extend(apply(&mut fields, m, raws));
         }
         let line = line_of(&fields);
         check(&line)?;
