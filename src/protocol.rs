@@ -10,8 +10,11 @@
 //! records) are the wire format and the `--json` output of the CLI; changing
 //! them is a protocol change.
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, ErrorCode};
 pub use crate::store::{
@@ -147,14 +150,132 @@ impl Response {
     }
 }
 
-/// Parses one request line; the error says what is wrong with it.
+/// Most fields a request line may have (the largest request has four).
+pub const MAX_FIELDS: usize = 16;
+
+/// Parses one request line; the error says what is wrong with it and names
+/// the field at fault. A request is a flat object of at most
+/// [`MAX_FIELDS`] fields with string, number, boolean or null values, so
+/// the decoder refuses nested arrays and objects as soon as it meets them:
+/// it never builds more than the line's own size in memory, whatever the
+/// line holds.
 pub fn parse_request(line: &[u8]) -> Result<Request, Error> {
-    serde_json::from_slice(line).map_err(|e| {
+    let invalid = |what: String| {
         Error::new(
             ErrorCode::InvalidRequest,
-            format!("invalid request: {e}; send one JSON object per line with an \"op\" field (see docs/protocol.md)"),
+            format!(
+                "invalid request: {what}; send one JSON object per line with an \"op\" field and that operation's fields (see docs/protocol.md)"
+            ),
         )
+    };
+    let Fields(fields) = serde_json::from_slice(line).map_err(|e| invalid(e.to_string()))?;
+    let mut value = Value::Object(fields.into_iter().collect());
+    match value.get("op") {
+        None => return Err(invalid("no \"op\" field".into())),
+        Some(Value::String(_)) => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "\"op\" must be a string naming the operation, e.g. \"ping\", not {other}"
+            )));
+        }
+    }
+    Request::deserialize(&value).map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("unknown variant") {
+            return invalid(message.replacen("unknown variant", "unknown op", 1));
+        }
+        match field_at_fault(&mut value, &message) {
+            Some(field) => invalid(format!("field {field:?}: {message}")),
+            None => invalid(message),
+        }
     })
+}
+
+/// For a type or value error (whose message does not say which field), the
+/// field whose removal makes that error go away.
+fn field_at_fault(value: &mut Value, message: &str) -> Option<String> {
+    if !message.starts_with("invalid type") && !message.starts_with("invalid value") {
+        return None;
+    }
+    let keys: Vec<String> = value.as_object()?.keys().filter(|k| *k != "op").cloned().collect();
+    for key in keys {
+        let removed = value.as_object_mut()?.remove(&key)?;
+        let without = Request::deserialize(&*value).map_err(|e| e.to_string());
+        value.as_object_mut()?.insert(key.clone(), removed);
+        if without.as_ref().err().is_none_or(|m| m != message) {
+            return Some(key);
+        }
+    }
+    None
+}
+
+/// The fields of a request line, in order (see [`parse_request`]).
+struct Fields(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Obj;
+        impl<'de> Visitor<'de> for Obj {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut out: Vec<(String, Value)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.len() == MAX_FIELDS {
+                        return Err(de::Error::custom(format_args!("more than {MAX_FIELDS} fields")));
+                    }
+                    if out.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format_args!("field {key:?} appears twice")));
+                    }
+                    let value = map.next_value_seed(Scalar(&key))?;
+                    out.push((key, value));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(Obj)
+    }
+}
+
+/// One field's value: a string, number, boolean or null (`key` names the
+/// field in the error).
+struct Scalar<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for Scalar<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scalar<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "field {:?} to be a string, number, boolean or null", self.0)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
 }
 
 /// `ping`.
@@ -317,3 +438,6 @@ mod tests {
         assert_eq!(back.into_result::<PingResult>().unwrap_err().code, ErrorCode::NotFound);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fuzz;

@@ -24,7 +24,13 @@ pub(super) fn dispatch(d: &Daemon, req: Request) -> Result<Response> {
             project,
             session,
             mountpoint,
-        } => Response::success(&session_mount(d, &project, &session, &mountpoint)?),
+        } => {
+            let mounted = session_mount(d, &project, &session, &mountpoint);
+            if mounted.is_err() {
+                d.registry.forget_idle_slot(&session);
+            }
+            Response::success(&mounted?)
+        }
         Request::SessionUnmount { session, lazy } => Response::success(&session_unmount(d, &session, lazy)?),
         Request::SessionDiscard { session, force } => Response::success(&session_discard(d, &session, force)?),
         Request::SessionList {} => Response::success(&SessionListResult {
@@ -51,6 +57,15 @@ fn ping() -> PingResult {
 }
 
 fn project_create(d: &Daemon, project: &str, from: Option<String>, move_: bool) -> Result<ImportReport> {
+    crate::names::validate("project", project)?;
+    if let Some(dir) = &from {
+        let path = mountpoint::check_request_path("source directory", dir)?;
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::invalid(format!(
+                "source directory {dir} is not a directory; pass the directory to import"
+            )));
+        }
+    }
     let source = match (from, move_) {
         (None, true) => {
             return Err(Error::invalid(format!(
@@ -106,7 +121,7 @@ fn session_mount(d: &Daemon, project: &str, session: &str, raw_mountpoint: &str)
             rec.project
         )));
     }
-    let mp = mountpoint::check(raw_mountpoint, &d.store)?;
+    let mp = mountpoint::check(raw_mountpoint, &d.store, &d.config.socket, &d.registry.mountpoints())?;
     d.registry.claim_mountpoint(session, &mp)?;
     let mounted = (|| {
         let opened = d.store.open_session(project, session)?;

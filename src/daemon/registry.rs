@@ -47,11 +47,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The slot of `session`, created on first use. Slots are kept for the
-    /// daemon's lifetime (one small entry per session name ever used), so
-    /// two requests for one session always share one slot.
+    /// The slot of `session`, created on first use. A slot is dropped only
+    /// when nobody holds it (see [`Registry::forget_idle_slot`]), so two
+    /// requests for one session always share one slot.
     pub fn slot(&self, session: &str) -> SlotRef {
         self.slots.lock().entry(session.to_string()).or_default().clone()
+    }
+
+    /// Forgets `session`'s slot if nothing else holds it and it has no view,
+    /// so that mounts refused for names that never became sessions do not
+    /// each leave an entry behind.
+    pub fn forget_idle_slot(&self, session: &str) {
+        let mut slots = self.slots.lock();
+        // Nobody else holds the slot (count 1), so its lock is free.
+        if let Some(s) = slots.get(session)
+            && Arc::strong_count(s) == 1
+            && s.try_lock().is_some_and(|g| g.view.is_none())
+        {
+            slots.remove(session);
+        }
     }
 
     pub fn all_slots(&self) -> Vec<(String, SlotRef)> {

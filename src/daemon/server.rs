@@ -1,28 +1,74 @@
 //! The control socket: accepting connections, checking peers, framing lines.
+//!
+//! One thread per admitted connection, at most [`Limits::max_connections`]
+//! of them. The accepting thread checks each peer (`SO_PEERCRED`) before it
+//! gets a slot, so a refused uid never holds one or gets a thread.
+//!
+//! A connection is *waiting* while the daemon reads its next request line or
+//! writes a reply to it (the client's turn), and *handling* while a handler
+//! runs. A request line must be complete within [`Limits::line_deadline`] of
+//! the previous reply (or of the connection's start), and a reply must be
+//! taken within the same time: a total, not a per-read timeout, so a client
+//! dribbling bytes is closed at that point however slowly it sends.
+//!
+//! When every slot is taken, a newcomer evicts the connection that has been
+//! waiting longest, once that one has waited [`Limits::evict_grace`] (so a
+//! client that sent its request at once is read before it can be evicted):
+//! idle and slow clients cannot lock others out. The evicted client gets a
+//! `busy` line. Only when every slot is handling a request is the newcomer
+//! refused (`busy`). One mutex guards the connection table; it is taken at
+//! accept time and when a connection changes phase, never across I/O.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::Daemon;
 use crate::error::{Error, ErrorCode, Result};
 use crate::protocol::{self, MAX_LINE, Response};
 
-/// Most connections served at once; more get an error reply.
+/// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 128;
-/// A connection that sends no complete line for this long is closed.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client has to send a complete request line, and to take a reply.
+pub const LINE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a connection waits before a newcomer may evict it.
+pub const EVICT_GRACE: Duration = Duration::from_millis(250);
+/// A repeated warning (refused peer, eviction) is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The server's limits (the constants above; tests use smaller ones).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub line_deadline: Duration,
+    pub evict_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            line_deadline: LINE_DEADLINE,
+            evict_grace: EVICT_GRACE,
+        }
+    }
+}
 
 /// A bound control socket. Dropping it removes the socket file.
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
-    connections: Arc<AtomicUsize>,
+    conns: Arc<Conns>,
 }
 
 impl Server {
@@ -62,7 +108,7 @@ impl Server {
         let server = Server {
             listener,
             path: path.to_path_buf(),
-            connections: Arc::new(AtomicUsize::new(0)),
+            conns: Conns::new(Limits::default()),
         };
         let mode = if world_connectable { 0o666 } else { 0o600 };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -74,6 +120,12 @@ impl Server {
         Ok(server)
     }
 
+    /// The same server with other limits (before it serves).
+    pub fn with_limits(mut self, limits: Limits) -> Server {
+        self.conns = Conns::new(limits);
+        self
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -81,10 +133,12 @@ impl Server {
     /// Accepts connections until `stop` is set; one thread per connection.
     pub fn serve(&self, daemon: Arc<Daemon>, stop: &AtomicBool) {
         let euid = crate::sys::geteuid();
+        let mut notes = Notes::default();
         while !stop.load(Ordering::SeqCst) {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.conns.reap(&mut self.conns.table.lock());
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -95,29 +149,89 @@ impl Server {
                     continue;
                 }
             };
-            let n = self.connections.fetch_add(1, Ordering::SeqCst);
-            let guard = ConnectionGuard(self.connections.clone());
-            if n >= MAX_CONNECTIONS {
-                let mut s = stream;
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = s.write_all(
-                    &Response::failure(&Error::busy(format!(
-                        "the daemon is serving {MAX_CONNECTIONS} connections already; retry later"
-                    )))
-                    .to_line(),
-                );
-                continue;
+            self.admit(&daemon, stream, euid, stop, &mut notes);
+        }
+    }
+
+    /// Checks the peer, takes a slot (evicting if need be) and starts the
+    /// connection's thread; or replies why not and drops the connection.
+    fn admit(&self, daemon: &Arc<Daemon>, stream: UnixStream, euid: u32, stop: &AtomicBool, notes: &mut Notes) {
+        let (pid, uid, _gid) = match crate::sys::peer_cred(stream.as_fd()) {
+            Ok(c) => c,
+            Err(e) => {
+                log::debug!("dropping a connection whose peer is unknown: {e}");
+                return;
             }
-            let daemon = daemon.clone();
-            let spawned = std::thread::Builder::new().name("goldenfs-conn".into()).spawn(move || {
-                let _guard = guard;
-                if let Err(e) = serve_connection(&daemon, stream, euid) {
-                    log::debug!("connection closed: {e}");
+        };
+        if uid != 0 && uid != euid && !daemon.config.allow_uids.contains(&uid) {
+            if let Some(more) = notes.refused.note() {
+                log::warn!("refused connection from uid {uid} (pid {pid}){}", more_since(more));
+            }
+            return reply_now(
+                &stream,
+                &Error::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "uid {uid} may not use this goldenfs daemon; run as root or start the daemon with --allow-uid {uid}"
+                    ),
+                ),
+            );
+        }
+        let stream = Arc::new(stream);
+        let max = self.conns.limits.max_connections;
+        let slot = match self.conns.claim(&stream, stop) {
+            Claim::Admitted { slot, evicted } => {
+                if evicted && let Some(more) = notes.evicted.note() {
+                    log::warn!(
+                        "{max} connections open: closed the one waiting longest for a request to admit a new one{}",
+                        more_since(more)
+                    );
                 }
-            });
-            if let Err(e) = spawned {
+                slot
+            }
+            Claim::Full => {
+                if let Some(more) = notes.full.note() {
+                    log::warn!(
+                        "all {max} connections are running requests: refused a new one{}",
+                        more_since(more)
+                    );
+                }
+                return reply_now(
+                    &stream,
+                    &Error::busy(format!(
+                        "the daemon is running {max} requests already (its connection limit); retry in a moment"
+                    )),
+                );
+            }
+            Claim::Stopping => {
+                return reply_now(
+                    &stream,
+                    &Error::busy("the daemon is shutting down; retry once it is restarted"),
+                );
+            }
+        };
+        let daemon = daemon.clone();
+        let limits = self.conns.limits;
+        let id = slot.id;
+        let spawned = std::thread::Builder::new().name("goldenfs-conn".into()).spawn({
+            let stream = stream.clone();
+            move || {
+                if let Err(e) = serve_connection(&daemon, &stream, &slot, limits, (uid, pid)) {
+                    log::debug!("connection of uid {uid} pid {pid} closed: {e}");
+                }
+                // The slot goes last: nothing of the connection is left.
+                drop((daemon, stream));
+                drop(slot);
+            }
+        });
+        match spawned {
+            Ok(thread) => self.conns.started(id, thread),
+            Err(e) => {
                 log::error!("cannot start a connection thread: {e}");
+                reply_now(
+                    &stream,
+                    &Error::busy(format!("the daemon cannot start a thread ({e}); retry in a moment")),
+                );
             }
         }
     }
@@ -129,87 +243,358 @@ impl Drop for Server {
     }
 }
 
-struct ConnectionGuard(Arc<AtomicUsize>);
-impl Drop for ConnectionGuard {
+fn more_since(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} more like it since the last such message)")
+    }
+}
+
+/// Rate limits for the accepting thread's warnings, so a flood of
+/// connections cannot flood the log.
+#[derive(Default)]
+struct Notes {
+    refused: Throttle,
+    evicted: Throttle,
+    full: Throttle,
+}
+
+/// Says when a repeated event should be logged: at most once per
+/// [`LOG_EVERY`], with the count of events not logged since.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Throttle {
+    fn note(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|l| now.duration_since(l) < LOG_EVERY) {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// Replies from the accepting thread without ever blocking it: the send
+/// buffer of a fresh connection has room for one short line.
+fn reply_now(stream: &UnixStream, e: &Error) {
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write(&Response::failure(e).to_line());
+}
+
+/// What a connection is doing; `since` is when the client's turn began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for (the rest of) a request line.
+    Reading(Instant),
+    /// Writing a reply the client has not taken yet.
+    Writing(Instant),
+    /// A handler runs: never evicted.
+    Handling,
+    /// Evicted; its thread is on its way out and still holds the slot.
+    Evicted,
+}
+
+struct Conn {
+    stream: Arc<UnixStream>,
+    phase: Phase,
+    /// Set by the accepting thread once the thread is started.
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A slot is taken from [`Conns::claim`] until its thread has been joined:
+/// a connection's entry in `conns`, then its thread in `exited`.
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    conns: HashMap<u64, Conn>,
+    /// Threads whose connection ended, to be joined by the accepting thread.
+    exited: Vec<JoinHandle<()>>,
+}
+
+/// The connection table shared by the accepting thread and the connections.
+struct Conns {
+    table: Mutex<Table>,
+    /// Notified when a connection ends (a slot is free).
+    freed: Condvar,
+    limits: Limits,
+}
+
+enum Claim {
+    Admitted {
+        slot: Slot,
+        evicted: bool,
+    },
+    /// Every slot is handling a request.
+    Full,
+    Stopping,
+}
+
+impl Conns {
+    fn new(limits: Limits) -> Arc<Conns> {
+        Arc::new(Conns {
+            table: Mutex::new(Table::default()),
+            freed: Condvar::new(),
+            limits,
+        })
+    }
+
+    /// Takes a slot for `stream`. At the limit, evicts the connection that
+    /// has waited longest once it has waited `evict_grace` and takes its
+    /// slot when its thread has left; waits meanwhile (while the newcomer's
+    /// request, if any, sits in its socket). `Full` if every slot is
+    /// handling a request.
+    fn claim(self: &Arc<Self>, stream: &Arc<UnixStream>, stop: &AtomicBool) -> Claim {
+        let mut evicted = false;
+        let mut t = self.table.lock();
+        loop {
+            self.reap(&mut t);
+            if t.conns.len() + t.exited.len() < self.limits.max_connections {
+                let id = t.next_id;
+                t.next_id += 1;
+                t.conns.insert(
+                    id,
+                    Conn {
+                        stream: stream.clone(),
+                        phase: Phase::Reading(Instant::now()),
+                        thread: None,
+                    },
+                );
+                let slot = Slot {
+                    conns: self.clone(),
+                    id,
+                };
+                return Claim::Admitted { slot, evicted };
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Claim::Stopping;
+            }
+            // One eviction per newcomer: wait for the evicted thread to leave.
+            let wait = if evicted || t.conns.values().any(|c| c.phase == Phase::Evicted) {
+                Duration::from_millis(100)
+            } else {
+                let oldest = t
+                    .conns
+                    .values_mut()
+                    .filter_map(|c| match c.phase {
+                        Phase::Reading(since) | Phase::Writing(since) => Some((since, c)),
+                        _ => None,
+                    })
+                    .min_by_key(|(since, _)| *since);
+                let Some((since, conn)) = oldest else {
+                    return Claim::Full;
+                };
+                let waited = since.elapsed();
+                if waited >= self.limits.evict_grace {
+                    evict(conn);
+                    evicted = true;
+                    Duration::from_millis(100)
+                } else {
+                    self.limits.evict_grace - waited
+                }
+            };
+            self.freed.wait_for(&mut t, wait);
+        }
+    }
+}
+
+impl Conns {
+    /// Records the thread serving connection `id`.
+    fn started(&self, id: u64, thread: JoinHandle<()>) {
+        let mut t = self.table.lock();
+        match t.conns.get_mut(&id) {
+            Some(c) => c.thread = Some(thread),
+            None => t.exited.push(thread),
+        }
+    }
+
+    /// Joins the threads whose connections ended (without holding the
+    /// table: they are past their last use of it), freeing their slots.
+    fn reap(&self, t: &mut MutexGuard<'_, Table>) {
+        let exited = std::mem::take(&mut t.exited);
+        if !exited.is_empty() {
+            MutexGuard::unlocked(t, || {
+                for thread in exited {
+                    let _ = thread.join();
+                }
+            });
+        }
+    }
+}
+
+/// Wakes the connection's thread: a reader sees end-of-file (and then
+/// replies that it was evicted), a writer gets `EPIPE`.
+fn evict(conn: &mut Conn) {
+    let how = match conn.phase {
+        Phase::Writing(_) => Shutdown::Both,
+        _ => Shutdown::Read,
+    };
+    conn.phase = Phase::Evicted;
+    let _ = conn.stream.shutdown(how);
+}
+
+/// A connection's slot in the table, freed when dropped.
+struct Slot {
+    conns: Arc<Conns>,
+    id: u64,
+}
+
+impl Slot {
+    /// Moves to `phase`; false if the connection was evicted.
+    fn enter(&self, phase: Phase) -> bool {
+        let mut t = self.conns.table.lock();
+        match t.conns.get_mut(&self.id) {
+            Some(c) if c.phase != Phase::Evicted => {
+                c.phase = phase;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut t = self.conns.table.lock();
+        if let Some(thread) = t.conns.remove(&self.id).and_then(|c| c.thread) {
+            t.exited.push(thread);
+        }
+        drop(t);
+        self.conns.freed.notify_all();
     }
 }
 
-fn send(stream: &mut &UnixStream, resp: &Response) -> std::io::Result<()> {
-    stream.write_all(&resp.to_line())
-}
-
-/// Serves one connection: peer check, then request lines until EOF.
-fn serve_connection(daemon: &Daemon, stream: UnixStream, euid: u32) -> std::io::Result<()> {
+/// Serves one admitted connection: request lines until EOF, an error that
+/// closes it, or eviction.
+fn serve_connection(
+    daemon: &Daemon,
+    stream: &UnixStream,
+    slot: &Slot,
+    limits: Limits,
+    (uid, pid): (u32, u32),
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(READ_TIMEOUT))?;
-    let mut w = &stream;
-    let (pid, uid, _gid) = crate::sys::peer_cred(stream.as_fd())?;
-    if uid != 0 && uid != euid && !daemon.config.allow_uids.contains(&uid) {
-        log::warn!("refused connection from uid {uid} (pid {pid})");
-        let e = Error::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "uid {uid} may not use this goldenfs daemon; run as root or start the daemon with --allow-uid {uid}"
-            ),
-        );
-        return send(&mut w, &Response::failure(&e));
-    }
-    let mut reader = BufReader::new(&stream);
+    let mut reader = BufReader::new(stream);
+    let mut waiting_since = Instant::now();
     loop {
-        let line = match read_line(&mut reader, MAX_LINE) {
-            Ok(Some(l)) => l,
+        let read = read_request(&mut reader, MAX_LINE, waiting_since + limits.line_deadline);
+        // Whatever was read, an evicted connection is not served.
+        if !slot.enter(Phase::Handling) {
+            let e = Error::busy(format!(
+                "the daemon reached its limit of {} connections and closed this one, which had waited longest for a request ({:.1} s); reconnect and send each request as one line at once",
+                limits.max_connections,
+                waiting_since.elapsed().as_secs_f64()
+            ));
+            reply_now(stream, &e);
+            return Ok(());
+        }
+        let (resp, close) = match read {
             Ok(None) => return Ok(()),
-            Err(LineError::TooLong) => {
-                let e = Error::new(
+            Ok(Some(line)) => match protocol::parse_request(&line) {
+                Ok(req) => {
+                    log::debug!("uid {uid} pid {pid}: {req:?}");
+                    (daemon.handle(req), false)
+                }
+                Err(e) => (Response::failure(&e), false),
+            },
+            Err(LineError::TooLong) => (
+                Response::failure(&Error::new(
                     ErrorCode::InvalidRequest,
                     format!("request line longer than {MAX_LINE} bytes; closing the connection"),
-                );
-                return send(&mut w, &Response::failure(&e));
-            }
-            Err(LineError::Io(e)) => {
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
-                    let e = Error::new(
-                        ErrorCode::InvalidRequest,
-                        format!(
-                            "no complete request within {} s; closing the connection",
-                            READ_TIMEOUT.as_secs()
-                        ),
-                    );
-                    let _ = send(&mut w, &Response::failure(&e));
-                }
-                return Err(e);
-            }
+                )),
+                true,
+            ),
+            Err(LineError::Deadline) => (
+                Response::failure(&Error::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "no complete request line within {} s; closing the connection — send each request as one line at once",
+                        limits.line_deadline.as_secs_f64()
+                    ),
+                )),
+                true,
+            ),
+            Err(LineError::Io(e)) => return Err(e),
         };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        waiting_since = Instant::now();
+        if !slot.enter(Phase::Writing(waiting_since)) {
+            return Ok(());
         }
-        let resp = match protocol::parse_request(&line) {
-            Ok(req) => {
-                log::debug!("uid {uid} pid {pid}: {req:?}");
-                daemon.handle(req)
-            }
-            Err(e) => Response::failure(&e),
-        };
-        send(&mut w, &resp)?;
+        write_all_by(stream, &resp.to_line(), waiting_since + limits.line_deadline)?;
+        waiting_since = Instant::now();
+        if close || !slot.enter(Phase::Reading(waiting_since)) {
+            return Ok(());
+        }
     }
+}
+
+/// Writes all of `buf` by `deadline` (a slow reader cannot hold a thread longer).
+fn write_all_by(stream: &UnixStream, mut buf: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match (&*stream).write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 enum LineError {
     TooLong,
+    Deadline,
     Io(std::io::Error),
 }
 
-/// Reads one `\n`-terminated line of at most `max` bytes (newline excluded).
-/// `Ok(None)` at EOF; a last line without newline is returned as a line.
-fn read_line(r: &mut impl BufRead, max: usize) -> std::result::Result<Option<Vec<u8>>, LineError> {
+/// The next non-blank request line (see [`read_line`]); blank lines do not
+/// restart the deadline.
+fn read_request(
+    r: &mut BufReader<&UnixStream>,
+    max: usize,
+    deadline: Instant,
+) -> std::result::Result<Option<Vec<u8>>, LineError> {
+    loop {
+        match read_line(r, max, deadline)? {
+            Some(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            other => return Ok(other),
+        }
+    }
+}
+
+/// Reads one `\n`-terminated line of at most `max` bytes (newline excluded)
+/// by `deadline`; never buffers more than `max` bytes of it. `Ok(None)` at
+/// EOF; a last line without newline is returned as a line.
+fn read_line(
+    r: &mut BufReader<&UnixStream>,
+    max: usize,
+    deadline: Instant,
+) -> std::result::Result<Option<Vec<u8>>, LineError> {
     let mut line = Vec::new();
     loop {
+        if r.buffer().is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LineError::Deadline);
+            }
+            r.get_ref().set_read_timeout(Some(left)).map_err(LineError::Io)?;
+        }
         let buf = match r.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(LineError::Deadline);
+            }
             Err(e) => return Err(LineError::Io(e)),
         };
         if buf.is_empty() {

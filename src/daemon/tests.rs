@@ -14,6 +14,7 @@ struct Running {
     _tmp: tempfile::TempDir,
     socket: PathBuf,
     state: PathBuf,
+    daemon: Arc<Daemon>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -28,6 +29,10 @@ impl Drop for Running {
 }
 
 fn start() -> Running {
+    start_with(server::Limits::default())
+}
+
+fn start_with(limits: server::Limits) -> Running {
     let tmp = tempfile::tempdir().unwrap();
     let socket = tmp.path().join("run/goldenfs.sock");
     let state = tmp.path().join("state");
@@ -38,19 +43,21 @@ fn start() -> Running {
         threads: 2,
         compact_depth: 0,
     };
-    let server = Server::bind(&socket, false).unwrap();
+    let server = Server::bind(&socket, false).unwrap().with_limits(limits);
     let daemon = Arc::new(Daemon::open(config).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
+    let d2 = daemon.clone();
     let thread = std::thread::spawn(move || {
-        server.serve(daemon.clone(), &s2);
+        server.serve(d2.clone(), &s2);
         drop(server);
-        daemon.shutdown();
+        d2.shutdown();
     });
     Running {
         _tmp: tmp,
         socket,
         state,
+        daemon,
         stop,
         thread: Some(thread),
     }
@@ -186,6 +193,31 @@ fn mount_rejects_bad_mountpoints_without_creating_a_session() {
 }
 
 #[test]
+fn a_mountpoint_that_would_hide_the_control_socket_is_refused() {
+    let d = start();
+    let s = UnixStream::connect(&d.socket).unwrap();
+    let run = d.socket.parent().unwrap();
+    // Only the socket is in its directory, and the store is elsewhere.
+    let link = d._tmp.path().join("to-run");
+    std::os::unix::fs::symlink(run, &link).unwrap();
+    let mut bytes = b"{\"op\":\"project_create\",\"project\":\"web\"}\n".to_vec();
+    for mp in [run, &link] {
+        bytes.extend(
+            format!("{{\"op\":\"session_mount\",\"project\":\"web\",\"session\":\"s1\",\"mountpoint\":{mp:?}}}\n")
+                .bytes(),
+        );
+    }
+    let r = exchange(&s, &bytes, 3);
+    assert!(r[0].ok);
+    for reply in &r[1..] {
+        assert_eq!(code(reply), "invalid_argument");
+        let message = &reply.error.as_ref().unwrap().message;
+        assert!(message.contains("would hide the daemon's control socket"), "{message}");
+    }
+    assert!(d.daemon.store.sessions().is_empty());
+}
+
+#[test]
 fn a_second_daemon_on_the_same_socket_or_store_is_refused() {
     let d = start();
     let err = Server::bind(&d.socket, false).err().unwrap();
@@ -207,32 +239,5 @@ fn a_stale_socket_file_is_replaced() {
     assert!(!path.exists());
 }
 
-#[test]
-fn connections_beyond_the_cap_get_a_busy_reply() {
-    let d = start();
-    let held: Vec<_> = (0..server::MAX_CONNECTIONS)
-        .map(|_| UnixStream::connect(&d.socket).unwrap())
-        .collect();
-    // Make sure every held connection is being served.
-    for s in &held[held.len() - 1..] {
-        assert!(exchange(s, b"{\"op\":\"ping\"}\n", 1)[0].ok);
-    }
-    let extra = UnixStream::connect(&d.socket).unwrap();
-    let mut line = String::new();
-    BufReader::new(&extra).read_line(&mut line).unwrap();
-    let r: Response = serde_json::from_str(&line).unwrap();
-    assert_eq!(code(&r), "busy");
-    drop(held);
-    // Slots free up again once the held connections close.
-    for _ in 0..100 {
-        let s = UnixStream::connect(&d.socket).unwrap();
-        let mut line = String::new();
-        (&s).write_all(b"{\"op\":\"ping\"}\n").unwrap();
-        BufReader::new(&s).read_line(&mut line).unwrap();
-        if line.contains("\"ok\":true") {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("the daemon did not accept connections again");
-}
+mod connections;
+mod hostile;

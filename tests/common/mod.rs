@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod crash;
+pub mod hostile;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_goldenfs");
