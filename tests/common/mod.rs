@@ -9,6 +9,8 @@
 //! message saying so); they never skip.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs;
