@@ -558,14 +558,34 @@ fn a_hung_view_trips_the_watchdog_which_reports_the_threads_and_frees_them() {
     let pid = daemon_pid(&d);
     // A stopped daemon answers nothing: the lookup below waits in the kernel.
     kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::STOP).unwrap();
+    let started = Instant::now();
+    let all_stopped = || {
+        let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        tasks.filter_map(|e| e.ok()).all(|e| {
+            let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains("(stopped)"))
+        })
+    };
+    while !all_stopped() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not stop");
+        thread::sleep(Duration::from_millis(10));
+    }
     let probe = mnt.join("never-looked-up");
     let progress = Progress::default();
     progress.set("probe", format!("lstat {}", probe.display()));
-    let started = Instant::now();
     let r = run_with_watchdog("wd-probe", &d, pid, Duration::from_secs(3), &progress, move || {
         fs::symlink_metadata(probe).map(|_| ()).map_err(|e| e.raw_os_error())
     });
-    let diag = r.expect_err("a stopped daemon must trip the watchdog");
+    let diag = match r {
+        Err(diag) => diag,
+        Ok(lookup) => panic!(
+            "a stopped daemon must trip the watchdog, but the lookup returned {lookup:?} (mounted: {}):\n{}",
+            is_mounted(&mnt),
+            task_report(&pid.to_string())
+        ),
+    };
     assert!(diag.contains("WATCHDOG") && diag.contains("probe: lstat"), "{diag}");
     assert!(
         diag.contains("(stopped)"),
