@@ -62,16 +62,23 @@ impl Overlay {
         let ns = self.ns.write();
         // Ok(true): the copy is in place; Ok(false): nothing to do (already upper).
         let publish = || -> Result<bool, Errno> {
-            let (parent, name) = {
+            let own = {
                 let nodes = self.nodes.read();
                 let node = nodes.get(ino)?;
                 if node.unlinked {
-                    return Err(Errno::ENOENT);
-                }
-                if matches!(node.data, NodeData::File(FileBacking::Upper(_))) {
+                    None
+                } else if matches!(node.data, NodeData::File(FileBacking::Upper(_))) {
                     return Ok(false);
+                } else {
+                    Some((node.parent, node.name.clone()))
                 }
-                (node.parent, node.name.clone())
+            };
+            // The node's name was removed, but the file may have other names:
+            // publish at one the view still shows it at.
+            let relinked = own.is_none();
+            let (parent, name) = match own {
+                Some(own) => own,
+                None => self.alias_showing(&aliases, layer, st.st_ino).ok_or(Errno::ENOENT)?,
             };
             let pfd = self.ensure_upper_dir(parent)?;
             crate::fault::point("copyup:before-rename").map_err(|e| e.errno())?;
@@ -83,6 +90,9 @@ impl Overlay {
                 RenameFlags::NOREPLACE,
             )?;
             self.link_aliases(&aliases, layer, st.st_ino, pfd.as_fd(), &name);
+            if relinked {
+                self.nodes.write().relink(ino, parent, &name);
+            }
             Ok(true)
         };
         let published = publish();

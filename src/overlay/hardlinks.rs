@@ -203,6 +203,27 @@ impl Overlay {
         out
     }
 
+    /// Whether the view still shows lower file `layer`/inode `lower_ino` at `a`.
+    fn shows_lower(&self, a: &Alias, layer: usize, lower_ino: u64) -> Result<bool, Errno> {
+        let dir = self.dir_view(a.parent)?;
+        Ok(matches!(
+            self.resolve_in(&dir, &a.name)?.found,
+            Some(Found::File { backing: FileBacking::Lower { layer: l, .. }, stat, .. })
+                if l == layer && stat.st_ino == lower_ino
+        ))
+    }
+
+    /// The first of `aliases` at which the view still shows lower file
+    /// `layer`/inode `lower_ino` (for a copy-up whose node lost its own
+    /// name). Needs the exclusive namespace lock.
+    pub(super) fn alias_showing(&self, aliases: &Aliases, layer: usize, lower_ino: u64) -> Option<(Ino, OsString)> {
+        aliases
+            .found
+            .iter()
+            .find(|a| matches!(self.shows_lower(a, layer, lower_ino), Ok(true)))
+            .map(|a| (a.parent, a.name.clone()))
+    }
+
     pub(super) fn release_aliases(&self, aliases: Aliases) {
         for ino in aliases.refs {
             self.forget(ino, 1);
@@ -223,13 +244,7 @@ impl Overlay {
     ) {
         for a in &aliases.found {
             let link = || -> Result<bool, Errno> {
-                let dir = self.dir_view(a.parent)?;
-                let shows_it = matches!(
-                    self.resolve_in(&dir, &a.name)?.found,
-                    Some(Found::File { backing: FileBacking::Lower { layer: l, .. }, stat, .. })
-                        if l == layer && stat.st_ino == lower_ino
-                );
-                if !shows_it {
+                if !self.shows_lower(a, layer, lower_ino)? {
                     return Ok(false);
                 }
                 let pfd = self.ensure_upper_dir(a.parent)?;

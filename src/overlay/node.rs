@@ -214,6 +214,22 @@ impl NodeTable {
         self.by_name.get(&(parent, name.to_os_string())).copied()
     }
 
+    /// Unlinked node `ino` is known as `parent/name` now: another name of
+    /// its (multiply-linked) file, where its copy-up was published.
+    pub fn relink(&mut self, ino: Ino, parent: Ino, name: &OsStr) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.parent = parent;
+            n.name = name.to_os_string();
+            n.unlinked = false;
+            if let Some(old) = self.by_name.insert((parent, name.to_os_string()), ino)
+                && old != ino
+                && let Some(o) = self.nodes.get_mut(&old)
+            {
+                o.unlinked = true;
+            }
+        }
+    }
+
     /// The name `parent/name` went away: its node (if any) is unlinked.
     pub fn unlink_name(&mut self, parent: Ino, name: &OsStr) {
         self.unlink_name_keeping(parent, name, None);
