@@ -472,10 +472,10 @@ fn kill_9_during_fsynced_writes_loses_no_journaled_write() {
     let mut journaled = 0;
     for round in 0..rounds(3) {
         let journal = d.new_dir("journal").join("journal");
-        let seed = rng.next_u64();
+        let seed = rng.next();
         let (mc, jc, fc) = (m.clone(), journal.clone(), files.clone());
         let w = thread::spawn(move || writer(mc, jc, fc, seed, round));
-        thread::sleep(Duration::from_millis(100 + rng.below(900)));
+        thread::sleep(Duration::from_millis(100 + rng.below(900) as u64));
         d.kill9_leaving_mounts();
         let err = w.join().unwrap();
         assert_dead_fuse_mount(&m);
@@ -642,7 +642,7 @@ fn random_changes(rng: &mut Rng, m: &Path, tag: &str) {
         .filter(|(p, n)| matches!(n, Node::File { .. }) && !p.to_str().unwrap().contains('@'))
         .map(|(p, _)| p)
         .collect();
-    let pick = |rng: &mut Rng| files[rng.below(files.len() as u64) as usize].clone();
+    let pick = |rng: &mut Rng| files[rng.below(files.len())].clone();
     write(m.join(pick(rng)), format!("overwritten by {tag}\n"));
     if files.len() > 4 {
         let _ = fs::remove_file(m.join(pick(rng)));
@@ -701,7 +701,9 @@ fn kill_9_at_random_moments_of_promotion_gc_rollback_and_compaction_keeps_every_
             }
         });
         if round > 0 {
-            thread::sleep(Duration::from_millis(rng.below(script_time.as_millis() as u64 + 1)));
+            thread::sleep(Duration::from_millis(
+                rng.below(script_time.as_millis() as usize + 1) as u64
+            ));
             d.kill9();
         }
         driver.join().unwrap();

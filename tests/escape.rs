@@ -527,7 +527,7 @@ fn race_op(rng: &mut Rng, dir: &Path) -> i32 {
         8 => errno(symlink("race-target", &f)),
         9 => errno(fs::hard_link(&f, &g)),
         10 => errno(xattr::set(&f, "user.race", b"x")),
-        _ => errno(truncate(&f, rng.below(16))),
+        _ => errno(truncate(&f, rng.below(16) as u64)),
     }
 }
 
@@ -563,7 +563,7 @@ fn swapping_a_directory_and_a_symlink_under_running_operations_never_escapes() {
     {
         let stop = stop.clone();
         threads.push(std::thread::spawn(move || {
-            let mut rng = Rng(seed ^ (0x100 + i as u64));
+            let mut rng = Rng::new(seed ^ (0x100 + i as u64));
             let tmp = a.with_extension("tmp");
             let mut swaps = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -585,10 +585,10 @@ fn swapping_a_directory_and_a_symlink_under_running_operations_never_escapes() {
         let stop = stop.clone();
         let dirs = [m.join("arena/d"), m.join("arena/l"), m.join("dir1"), m.join("l-root")];
         workers.push(std::thread::spawn(move || {
-            let mut rng = Rng(seed ^ (0x200 + i));
+            let mut rng = Rng::new(seed ^ (0x200 + i));
             let mut errnos: BTreeMap<i32, u64> = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) {
-                let dir = &dirs[rng.below(4) as usize];
+                let dir = &dirs[rng.below(4)];
                 *errnos.entry(race_op(&mut rng, dir)).or_default() += 1;
             }
             errnos

@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::crash::assert_store_files_consistent;
 use common::extra::*;
 use common::*;
 use std::fs;
@@ -21,7 +22,7 @@ const ENOSPC: i32 = libc::ENOSPC;
 
 /// Deterministic incompressible-looking content.
 fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     (0..len.div_ceil(8))
         .flat_map(|_| rng.next().to_le_bytes())
         .take(len)
@@ -150,7 +151,7 @@ fn a_full_disk_fails_with_enospc_keeps_lower_data_and_recovers_once_freed() {
     }
 
     // Promotion and GC on the full disk: a clean failure or a correct result.
-    let before = assert_store_consistent(d.state_dir());
+    let before = assert_store_files_consistent(d.state_dir());
     let promoted = match attempt(&d, &["promote", "p", "prom"]) {
         Ok(_) => {
             eprintln!("full: promotion succeeded");
@@ -160,7 +161,7 @@ fn a_full_disk_fails_with_enospc_keeps_lower_data_and_recovers_once_freed() {
         Err(line) => {
             eprintln!("full: promotion: {line}");
             assert_says_no_space(&line);
-            assert_eq!(assert_store_consistent(d.state_dir()), before);
+            assert_eq!(assert_store_files_consistent(d.state_dir()), before);
             assert_eq!(read(d.state_dir().join("sessions/prom/upper/prom.txt")), "promote me\n");
             false
         }
@@ -175,7 +176,7 @@ fn a_full_disk_fails_with_enospc_keeps_lower_data_and_recovers_once_freed() {
             assert_says_no_space(&line);
         }
     }
-    let now = assert_store_consistent(d.state_dir());
+    let now = assert_store_files_consistent(d.state_dir());
     assert_eq!(now["p"], if promoted { 3 } else { 2 });
     assert!(fs::read(fresh.join("big.bin")).unwrap() == big);
 
@@ -214,7 +215,7 @@ fn a_full_disk_fails_with_enospc_keeps_lower_data_and_recovers_once_freed() {
     for s in ["fresh", "view", "filler"] {
         d.unmount(s);
     }
-    assert_store_consistent(d.state_dir());
+    assert_store_files_consistent(d.state_dir());
     assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
 }
 
@@ -298,7 +299,7 @@ fn running_out_of_inodes_fails_cleanly_at_every_step_of_a_promotion() {
 
     // Promotion with 0, 1, 2, ... free inodes: it fails cleanly (the session
     // and the store as they were) until it has all it needs.
-    let before = assert_store_consistent(d.state_dir());
+    let before = assert_store_files_consistent(d.state_dir());
     let mut free = 0;
     loop {
         set_free_inodes(&disk, &m.join("fill"), free);
@@ -308,7 +309,7 @@ fn running_out_of_inodes_fails_cleanly_at_every_step_of_a_promotion() {
                 eprintln!("promotion with {free} free inodes: {line}");
                 assert_says_no_space(&line);
                 assert_eq!(
-                    assert_store_consistent(d.state_dir()),
+                    assert_store_files_consistent(d.state_dir()),
                     before,
                     "with {free} free inodes"
                 );
@@ -320,7 +321,7 @@ fn running_out_of_inodes_fails_cleanly_at_every_step_of_a_promotion() {
         assert!(free <= 8, "promotion still fails with {free} free inodes");
     }
     eprintln!("promotion succeeded with {free} free inodes");
-    assert_eq!(assert_store_consistent(d.state_dir())["p"], 3);
+    assert_eq!(assert_store_files_consistent(d.state_dir())["p"], 3);
 
     // Compaction and GC with no inode left.
     set_free_inodes(&disk, &m.join("fill"), 0);
@@ -328,9 +329,9 @@ fn running_out_of_inodes_fails_cleanly_at_every_step_of_a_promotion() {
         Ok(out) => panic!("compaction with no free inode succeeded: {out}"),
         Err(line) => assert_says_no_space(&line),
     }
-    assert_eq!(assert_store_consistent(d.state_dir())["p"], 3);
+    assert_eq!(assert_store_files_consistent(d.state_dir())["p"], 3);
     d.ok(&["gc", "--keep", "1"]);
-    assert_eq!(assert_store_consistent(d.state_dir())["p"], 3);
+    assert_eq!(assert_store_files_consistent(d.state_dir())["p"], 3);
 
     // Inodes freed: everything works again.
     fs::remove_dir_all(m.join("fill")).unwrap();
@@ -344,6 +345,6 @@ fn running_out_of_inodes_fails_cleanly_at_every_step_of_a_promotion() {
     assert!(m3.join("prom-dir").is_dir());
     d.unmount("after");
     d.unmount("filler");
-    assert_store_consistent(d.state_dir());
+    assert_store_files_consistent(d.state_dir());
     assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
 }

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::crash::assert_store_files_consistent;
 use common::extra::*;
 use common::*;
 use std::collections::BTreeMap;
@@ -139,7 +140,7 @@ fn sigterm_detaches_a_busy_view_lazily_says_so_and_keeps_every_upper() {
         "written through an open file\nlate write\n"
     );
     drop((holder, upper_file, lower_file, dir));
-    assert_store_consistent(d.state_dir());
+    assert_store_files_consistent(d.state_dir());
 }
 
 /// Starts `goldenfs ARGS` in the background (its output captured).
@@ -225,7 +226,7 @@ fn sigterm_during_a_promotion_completes_or_undoes_it() {
     write(m.join("s1.txt"), "s1\n");
     d.unmount("s1");
     let (ok, _) = sigterm_while_paused(&d, "promote:before-pointer-swap=3000", &["promote", "p", "s1"]);
-    let current = assert_store_consistent(d.state_dir())["p"];
+    let current = assert_store_files_consistent(d.state_dir())["p"];
     if current == 3 {
         assert!(
             !d.session_names().contains(&"s1".to_string()),
@@ -248,13 +249,16 @@ fn sigterm_during_a_compaction_abandons_it_and_it_can_run_again() {
     two_generations(&d);
     let (ok, _) = sigterm_while_paused(&d, "compact:built=30000", &["compact", "p"]);
     assert!(!ok, "a compaction paused for 30 s cannot have finished");
-    assert_eq!(assert_store_consistent(d.state_dir())["p"], 2);
+    assert_eq!(assert_store_files_consistent(d.state_dir())["p"], 2);
     let report = d.json(&["compact", "p"]);
     assert_eq!(report["compacted"], true, "{report}");
     let m = d.mount("p", "check");
     assert_eq!(read(m.join("gen2.txt")), "2\n");
     assert_eq!(read(d.mount("p", "other").join("other.txt")), "other\n");
-    assert_eq!(assert_store_consistent(d.state_dir())["p"], d.current_generation("p"));
+    assert_eq!(
+        assert_store_files_consistent(d.state_dir())["p"],
+        d.current_generation("p")
+    );
 }
 
 /// An operator's `umount -l` of a busy view leaves its FUSE session alive

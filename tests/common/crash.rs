@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Daemon, Node, VERSION_FILE, errno_of, is_mounted, ls, snapshot};
+use super::{Daemon, Node, Rng, VERSION_FILE, errno_of, is_mounted, ls, snapshot};
 
 impl Daemon {
     /// Waits (at most `timeout`) for the daemon to die by itself (a fault
@@ -92,35 +92,6 @@ pub fn fresh_view(d: &Daemon, project: &str, session: &str) -> BTreeMap<PathBuf,
     t
 }
 
-/// splitmix64: a small seeded generator (the tests need no crate for it).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// 1 to `max` pseudo-random printable bytes.
-    pub fn data(&mut self, max: u64) -> Vec<u8> {
-        let len = 1 + self.below(max) as usize;
-        self.bytes(len)
-    }
-    /// `len` pseudo-random printable bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| b'!' + (self.next_u64() % 94) as u8).collect()
-    }
-}
-
 /// How many rounds a randomized crash test runs: `default`, or the value of
 /// the environment variable `CRASH_ROUNDS`.
 pub fn rounds(default: usize) -> usize {
@@ -148,11 +119,10 @@ fn assert_no_temp_files(dir: &Path) {
     }
 }
 
-/// Asserts the store of `d` is consistent, as recovery must leave it. Call it
-/// right after a (re)start, before anything is mounted:
-/// - `work/` is empty, and so is every session's `work/`;
-/// - no temp files in the store root, `projects/P`, `projects/P/generations`,
-///   `sessions/S`, `layer-meta/`;
+/// Asserts the files of the store at `state` are consistent, as they must be
+/// between operations (views may be mounted):
+/// - `work/` is empty; no temp files in the store root, `projects/P`,
+///   `projects/P/generations`, `sessions/S`, `layer-meta/`;
 /// - every project has a `project.json` naming it and a `current` ("N\n")
 ///   naming a generation whose manifest parses and whose layers all exist;
 ///   every other manifest is complete too (recovery deletes the others);
@@ -160,13 +130,21 @@ fn assert_no_temp_files(dir: &Path) {
 ///   generation that exists, and has its `upper/`;
 /// - every layer directory is referenced by a manifest (or is a `sources`
 ///   entry of a referenced compacted layer's sidecar), and every sidecar has
-///   its layer;
-/// - the daemon's `project list`, `session list` and `generations` agree.
+///   its layer.
 ///
 /// Returns the current generation of every project.
 #[track_caller]
-pub fn assert_store_consistent(d: &Daemon) -> BTreeMap<String, u64> {
-    let state = d.state_dir();
+pub fn assert_store_files_consistent(state: &Path) -> BTreeMap<String, u64> {
+    store_files(state)
+        .into_iter()
+        .map(|(p, (current, _))| (p, current))
+        .collect()
+}
+
+/// The checks of [`assert_store_files_consistent`]; returns the current
+/// generation and the generation numbers of every project.
+#[track_caller]
+fn store_files(state: &Path) -> BTreeMap<String, (u64, BTreeSet<u64>)> {
     assert_no_temp_files(state);
     let work: Vec<String> = ls(state.join("work"));
     assert!(work.is_empty(), "store: work/ is not empty: {work:?}");
@@ -225,25 +203,8 @@ pub fn assert_store_consistent(d: &Daemon) -> BTreeMap<String, u64> {
             numbers.contains(&current),
             "store: projects/{p}/current names generation {current}, which has no manifest (have {numbers:?})"
         );
-        let listed = d.json(&["generations", &p]);
-        assert_eq!(listed["current"], current, "daemon disagrees with projects/{p}/current");
-        let listed: BTreeSet<u64> = listed["generations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["generation"].as_u64().unwrap())
-            .collect();
-        assert_eq!(
-            listed, numbers,
-            "daemon lists other generations of {p} than the store holds"
-        );
-        currents.insert(p, current);
+        currents.insert(p, (current, numbers));
     }
-    assert_eq!(
-        d.project_names(),
-        currents.keys().cloned().collect::<Vec<_>>(),
-        "daemon lists other projects than the store holds"
-    );
     let sessions_dir = state.join("sessions");
     let sessions = ls(&sessions_dir);
     for s in &sessions {
@@ -265,17 +226,7 @@ pub fn assert_store_consistent(d: &Daemon) -> BTreeMap<String, u64> {
             "store: session {s} is based on {p} generation {base}, which does not exist"
         );
         assert!(sdir.join("upper").is_dir(), "store: session {s} has no upper/");
-        let scratch = ls(sdir.join("work"));
-        assert!(
-            scratch.is_empty(),
-            "store: session {s}'s work/ still holds {scratch:?} after start-up"
-        );
     }
-    assert_eq!(
-        d.session_names(),
-        sessions,
-        "daemon lists other sessions than the store holds"
-    );
     let metas = state.join("layer-meta");
     let mut todo: Vec<String> = referenced.iter().cloned().collect();
     while let Some(id) = todo.pop() {
@@ -310,6 +261,53 @@ pub fn assert_store_consistent(d: &Daemon) -> BTreeMap<String, u64> {
         }
     }
     currents
+}
+
+/// Asserts the store of `d` is as recovery must leave it. Call it right after
+/// a (re)start, before anything is mounted: the checks of
+/// [`assert_store_files_consistent`], every session's `work/` is empty, and
+/// the daemon's `project list`, `session list` and `generations` agree with
+/// the disk. Returns the current generation of every project.
+#[track_caller]
+pub fn assert_store_consistent(d: &Daemon) -> BTreeMap<String, u64> {
+    let state = d.state_dir();
+    let projects = store_files(state);
+    for (p, (current, numbers)) in &projects {
+        let listed = d.json(&["generations", p]);
+        assert_eq!(
+            listed["current"], *current,
+            "daemon disagrees with projects/{p}/current"
+        );
+        let listed: BTreeSet<u64> = listed["generations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["generation"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            &listed, numbers,
+            "daemon lists other generations of {p} than the store holds"
+        );
+    }
+    assert_eq!(
+        d.project_names(),
+        projects.keys().cloned().collect::<Vec<_>>(),
+        "daemon lists other projects than the store holds"
+    );
+    let sessions = ls(state.join("sessions"));
+    for s in &sessions {
+        let scratch = ls(state.join("sessions").join(s).join("work"));
+        assert!(
+            scratch.is_empty(),
+            "store: session {s}'s work/ still holds {scratch:?} after start-up"
+        );
+    }
+    assert_eq!(
+        d.session_names(),
+        sessions,
+        "daemon lists other sessions than the store holds"
+    );
+    projects.into_iter().map(|(p, (current, _))| (p, current)).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -371,9 +369,9 @@ impl Op {
     /// A random operation on `files` (the `i`-th of round `round`).
     pub fn random(rng: &mut Rng, files: &Files, round: usize, i: usize) -> Op {
         let names: Vec<&String> = files.keys().collect();
-        let pick = |rng: &mut Rng| names[rng.below(names.len() as u64) as usize].clone();
+        let pick = |rng: &mut Rng| names[rng.below(names.len())].clone();
         let new_name = |rng: &mut Rng, kind: &str| {
-            let dir = WRITER_DIRS[rng.below(WRITER_DIRS.len() as u64) as usize];
+            let dir = WRITER_DIRS[rng.below(WRITER_DIRS.len())];
             let name = format!("{kind}-{round}-{i}");
             if dir.is_empty() { name } else { format!("{dir}/{name}") }
         };
@@ -390,7 +388,7 @@ impl Op {
             },
             45..60 => {
                 let path = pick(rng);
-                let offset = rng.below(files[&path].len() as u64 + 1) as usize;
+                let offset = rng.below(files[&path].len() + 1);
                 Op::Overwrite {
                     path,
                     offset,

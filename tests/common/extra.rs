@@ -279,76 +279,6 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Checks the store at `state` as it must be between operations (nothing
-/// running): every project's `current` names a manifest whose layers all
-/// exist; every layer is listed by a manifest or kept as a compacted layer's
-/// source; every session has its record, `upper/`, and a base manifest; no
-/// temporary files; `work/` is empty. Returns `current` of each project.
-#[track_caller]
-pub fn assert_store_consistent(state: &Path) -> BTreeMap<String, u64> {
-    let mut currents = BTreeMap::new();
-    let mut referenced = std::collections::BTreeSet::new();
-    for p in names(&state.join("projects")) {
-        let pdir = state.join("projects").join(&p);
-        for f in names(&pdir) {
-            assert!(!f.starts_with('.'), "temporary file {f} left in {}", pdir.display());
-        }
-        let cur: u64 = fs::read_to_string(pdir.join("current"))
-            .unwrap_or_else(|e| panic!("project {p} has no readable current: {e}"))
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("project {p}: current is not a number: {e}"));
-        let gens = pdir.join("generations");
-        assert!(
-            gens.join(format!("{cur}.json")).is_file(),
-            "project {p}: current {cur} names no manifest ({:?})",
-            names(&gens)
-        );
-        for g in names(&gens) {
-            assert!(!g.starts_with('.'), "temporary file {g} left in {}", gens.display());
-            let m = read_json_file(&gens.join(&g));
-            for l in m["layers"].as_array().unwrap_or_else(|| panic!("{g} has no layers")) {
-                let l = l.as_str().unwrap();
-                assert!(
-                    state.join("layers").join(l).is_dir(),
-                    "project {p} generation {g} lists layer {l}, which is missing"
-                );
-                referenced.insert(l.to_string());
-            }
-        }
-        currents.insert(p, cur);
-    }
-    for meta in names(&state.join("layer-meta")) {
-        let m = read_json_file(&state.join("layer-meta").join(&meta));
-        let layer = m["layer"].as_str().unwrap_or_default();
-        assert!(
-            state.join("layers").join(layer).is_dir(),
-            "sidecar {meta} of a missing layer"
-        );
-        for s in m["sources"].as_array().into_iter().flatten() {
-            referenced.insert(s.as_str().unwrap_or_default().to_string());
-        }
-    }
-    for l in names(&state.join("layers")) {
-        assert!(referenced.contains(&l), "layer {l} is listed by no manifest");
-    }
-    for s in names(&state.join("sessions")) {
-        let sdir = state.join("sessions").join(&s);
-        let rec = read_json_file(&sdir.join("session.json"));
-        assert!(sdir.join("upper").is_dir(), "session {s} has no upper/");
-        let (p, base) = (
-            rec["project"].as_str().unwrap(),
-            rec["base_generation"].as_u64().unwrap(),
-        );
-        assert!(
-            state.join(format!("projects/{p}/generations/{base}.json")).is_file(),
-            "session {s} is pinned on generation {base} of {p}, which has no manifest"
-        );
-    }
-    assert_eq!(names(&state.join("work")), Vec::<String>::new(), "work/ is not empty");
-    currents
-}
-
 /// A child process (`sleep`) with its working directory in `dir`, and
 /// optionally holding `file` open on its stdin: it keeps a view busy. It is
 /// killed (by its pid) and reaped on drop.
@@ -388,24 +318,6 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A seeded generator (splitmix64): a failing run repeats with its seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform enough in `0..n` for tests.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

@@ -30,6 +30,8 @@ use serde_json::Value;
 
 pub mod crash;
 pub mod hostile;
+pub mod rng;
+pub use rng::Rng;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_goldenfs");
