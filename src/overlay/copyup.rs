@@ -134,6 +134,10 @@ impl Overlay {
                 let to = sys::open_at(work, tmp, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY, 0o600)?;
                 copy::clone_or_copy_data(from.as_fd(), to.as_fd(), st.st_size as u64)?;
                 copy_inode_flags(from.as_fd(), to.as_fd())?;
+                // As overlayfs does: the data is on disk before the rename
+                // publishes the copy, so a machine crash cannot leave an
+                // empty or partial copy hiding the intact lower file.
+                sys::fsync(to.as_fd(), true)?;
             }
             Kind::Symlink => {
                 let target = sys::readlink_at(src, OsStr::new(""))?;
