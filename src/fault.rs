@@ -17,7 +17,8 @@
 //! `GOLDENFS_PAUSE=<point>=<ms>` (debug builds) makes [`pause`] at that point
 //! sleep, so tests can make a race happen: `compact:built` (the layer is
 //! built, nothing is locked yet), `promote:before-pointer-swap` (the
-//! manifest is written and the layer renamed; `current` not yet swapped).
+//! manifest is written and the layer renamed; `current` not yet swapped),
+//! `mount:after-check` (a mountpoint is checked, not yet mounted on).
 
 use crate::error::Result;
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -552,4 +553,47 @@ fn allow_uid_admits_exactly_that_uid_whatever_its_gid() {
     let private = Daemon::start();
     let out = goldenfs_as(&private, 4242, 4242, &["ping"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The mountpoint is checked by path, then mounted on through a directory fd
+/// opened without following symlinks: a path component swapped for a symlink
+/// into the store between the two (as an allowed non-root uid could do in
+/// its own directory) makes the mount fail; nothing is mounted in the store.
+#[test]
+fn a_mountpoint_swapped_for_a_symlink_into_the_store_after_the_check_is_not_mounted_on() {
+    let d = Daemon::start();
+    d.stop();
+    d.set_env("GOLDENFS_PAUSE", Some("mount:after-check=2000"));
+    d.start_again();
+    d.ok(&["project", "create", "p"]);
+    let parent = d.new_dir("swap");
+    let mnt = parent.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let socket = d.socket().to_path_buf();
+    let mnt_arg = mnt.to_str().unwrap().to_string();
+    let mounting = thread::spawn(move || cli(&socket, &["session", "mount", "p", "s", &mnt_arg]));
+    // Swap while the daemon sleeps between its check and the mount: the
+    // checked path now leads, through a symlink, to an empty store dir.
+    thread::sleep(Duration::from_millis(700));
+    let target = d.state_dir().join("work");
+    assert!(ls(&target).is_empty(), "state/work should be empty");
+    fs::rename(&parent, parent.with_extension("moved")).unwrap();
+    fs::create_dir(&parent).unwrap();
+    std::os::unix::fs::symlink(&target, &mnt).unwrap();
+    let out = mounting.join().unwrap();
+    let err = assert_cli_error(&["session", "mount", "p", "s", mnt.to_str().unwrap()], &out);
+    assert!(err.contains("changed while it was being mounted"), "{err}");
+    let in_store: Vec<_> = mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(d.state_dir()))
+        .collect();
+    assert!(in_store.is_empty(), "mounted in the store: {in_store:?}");
+    assert!(!is_mounted(&target));
+    // Nothing left half-done: the same session mounts on a real directory.
+    fs::remove_file(&mnt).unwrap();
+    fs::create_dir(&mnt).unwrap();
+    d.set_env("GOLDENFS_PAUSE", None);
+    d.ok(&["session", "mount", "p", "s", mnt.to_str().unwrap()]);
+    assert!(is_mounted(&mnt));
+    d.ok(&["session", "unmount", "s"]);
 }

@@ -122,6 +122,7 @@ fn session_mount(d: &Daemon, project: &str, session: &str, raw_mountpoint: &str)
         )));
     }
     let mp = mountpoint::check(raw_mountpoint, &d.store, &d.config.socket, &d.registry.mountpoints())?;
+    crate::fault::pause("mount:after-check");
     d.registry.claim_mountpoint(session, &mp)?;
     let mounted = (|| {
         let opened = d.store.open_session(project, session)?;

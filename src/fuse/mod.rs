@@ -48,24 +48,19 @@ impl MountedView {
                 .map_err(|e| Error::io(format!("preparing the view of session {}", cfg.session_id), e))?,
         );
         let mut config = fuser::Config::default();
-        config.mount_options = vec![
-            fuser::MountOption::FSName(format!("goldenfs:{}", cfg.session_id)),
-            fuser::MountOption::Subtype("goldenfs".into()),
-            fuser::MountOption::DefaultPermissions,
-            fuser::MountOption::RW,
-            fuser::MountOption::Exec,
-        ];
-        if sys::geteuid() == 0 {
-            config.mount_options.push(fuser::MountOption::Dev);
-            config.mount_options.push(fuser::MountOption::Suid);
-        }
         config.acl = fuser::SessionACL::All;
         config.n_threads = Some(cfg.threads.max(1));
         config.clone_fd = true;
+        let dev_fuse = mount_at(&cfg)?;
         let fs = adapter::FuseView::new(core);
-        let session = fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(|e| {
+        let session = fuser::Session::from_fd(fs, dev_fuse, fuser::SessionACL::All, config).map_err(|e| {
+            let _ = sys::unmount(&cfg.mountpoint, true);
             Error::io(
-                format!("mounting session {} at {}", cfg.session_id, cfg.mountpoint.display()),
+                format!(
+                    "starting the FUSE session of {} at {}",
+                    cfg.session_id,
+                    cfg.mountpoint.display()
+                ),
                 e,
             )
         })?;
@@ -125,6 +120,48 @@ impl MountedView {
     pub fn is_alive(&self) -> bool {
         self.session.as_ref().is_some_and(|s| !s.guard.is_finished())
     }
+}
+
+/// Mounts a FUSE filesystem at `cfg.mountpoint` and returns the `/dev/fuse`
+/// fd that serves it. The mountpoint (checked by path beforehand, in its
+/// canonical form) is opened refusing symlinks and mounted on through that
+/// fd, so a path swapped for a symlink into the store between the check and
+/// the mount cannot redirect it.
+fn mount_at(cfg: &ViewConfig) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let what = || format!("mounting session {} at {}", cfg.session_id, cfg.mountpoint.display());
+    let dir = sys::open_dir_no_symlinks(&cfg.mountpoint).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            Error::busy(format!(
+                "{}: the path changed while it was being mounted (a symlink appeared in it); retry",
+                what()
+            ))
+        } else {
+            Error::io(what(), e)
+        }
+    })?;
+    let dev_fuse: std::os::fd::OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(|e| Error::io(format!("{}: opening /dev/fuse (is the fuse module loaded?)", what()), e))?
+        .into();
+    let euid = sys::geteuid();
+    // As root, device nodes and setuid binaries work in a view (dockerd's
+    // data root needs them); anyone else gets nodev,nosuid, like fusermount.
+    let options = format!(
+        "user_id={euid},group_id={},default_permissions,allow_other",
+        sys::getegid()
+    );
+    sys::mount_fuse(
+        &format!("goldenfs:{}", cfg.session_id),
+        dir.as_fd(),
+        dev_fuse.as_fd(),
+        euid != 0,
+        &options,
+    )
+    .map_err(|e| Error::io(what(), e))?;
+    Ok(dev_fuse)
 }
 
 impl Drop for MountedView {

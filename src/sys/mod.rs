@@ -15,7 +15,7 @@ pub mod xattr;
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 pub use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat, StatFs};
@@ -290,6 +290,46 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     rustix::mount::unmount(path, flags).map_err(io::Error::from)
 }
 
+/// Opens the directory at the absolute `path` (`O_PATH`) refusing any symlink
+/// on the way, so the result is the directory at that literal path: what a
+/// check of that path (canonical, so without symlinks) looked at, or a
+/// failure if a component was swapped for a symlink since.
+pub fn open_dir_no_symlinks(path: &Path) -> io::Result<OwnedFd> {
+    use rustix::fs::ResolveFlags;
+    rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Mounts a FUSE filesystem served on `dev_fuse` onto the directory `target`
+/// (an open fd: mounted through `/proc/self/fd`, so on exactly that
+/// directory whatever happens to its path meanwhile). `options` are the
+/// FUSE options after `fd=` and `rootmode=`, e.g. `user_id=0,group_id=0`.
+pub fn mount_fuse(
+    source: &str,
+    target: BorrowedFd<'_>,
+    dev_fuse: BorrowedFd<'_>,
+    nosuid_nodev: bool,
+    options: &str,
+) -> io::Result<()> {
+    use rustix::mount::MountFlags;
+    let root_mode = fstat(target)?.st_mode;
+    let data = format!("fd={},rootmode={root_mode:o},{options}", dev_fuse.as_raw_fd());
+    let data = std::ffi::CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = if nosuid_nodev {
+        MountFlags::NOSUID | MountFlags::NODEV
+    } else {
+        MountFlags::empty()
+    };
+    let at = format!("/proc/self/fd/{}", target.as_raw_fd());
+    rustix::mount::mount(source, at.as_str(), "fuse", flags, Some(data.as_c_str())).map_err(io::Error::from)
+}
+
 /// Raises the open-file limit to the hard limit (the daemon keeps fds per open file).
 pub fn raise_nofile_limit() -> io::Result<u64> {
     use rustix::process::{Resource, getrlimit, setrlimit};
@@ -310,6 +350,10 @@ pub fn trim_allocator() {
 
 pub fn geteuid() -> u32 {
     rustix::process::geteuid().as_raw()
+}
+
+pub fn getegid() -> u32 {
+    rustix::process::getegid().as_raw()
 }
 
 /// The device a directory lives on (to check that a store spans one filesystem).
