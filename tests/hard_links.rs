@@ -140,3 +140,32 @@ fn copy_up_of_a_golden_hard_link_brings_up_every_name_as_one_inode() {
     assert_eq!(read(m2.join("libexec/deep/tool")), "v3\n");
     assert_eq!(read(m2.join("bin/tool")), "v3\n");
 }
+
+/// A golden hard link below a directory the session renamed is not found by
+/// copy-up (docs/conformance.md), so it stays a lower name of the copied-up
+/// inode. Looking it up while the kernel holds that inode must not switch
+/// the inode back to the old lower data: before, a write through one name
+/// vanished from both names once the kernel looked the other one up.
+#[test]
+fn a_golden_hard_link_below_a_renamed_dir_does_not_undo_a_write_through_another_name() {
+    let d = Daemon::start();
+    d.create_project_with("p", |src| {
+        fs::create_dir(src.join("d")).unwrap();
+        fs::write(src.join("y"), "old\n").unwrap();
+        fs::hard_link(src.join("y"), src.join("d/x")).unwrap();
+    });
+    let m = d.mount("p", "s");
+    fs::rename(m.join("d"), m.join("e")).unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(m.join("y")).unwrap();
+    f.write_all(b"new\n").unwrap();
+    assert_eq!(read(m.join("y")), "old\nnew\n");
+    // First lookup of e/x, while `f` keeps the inode referenced.
+    assert_eq!(
+        fs::metadata(m.join("e/x")).unwrap().ino(),
+        fs::metadata(m.join("y")).unwrap().ino()
+    );
+    assert_eq!(read(m.join("e/x")), "old\nnew\n");
+    assert_eq!(read(m.join("y")), "old\nnew\n");
+    f.write_all(b"more\n").unwrap();
+    assert_eq!(read(m.join("y")), "old\nnew\nmore\n");
+}

@@ -140,7 +140,20 @@ impl NodeTable {
                 n.kind = kind;
                 n.parent = parent;
                 n.name = name.to_os_string();
-                n.data = data;
+                // A lower name of a file this view copied up (a golden hard
+                // link copy-up could not reach, e.g. below a renamed
+                // directory) is the same inode: it keeps the upper data
+                // rather than switching every name back to the lower copy.
+                let copied_up = matches!(
+                    (&n.data, &data),
+                    (
+                        NodeData::File(FileBacking::Upper(_)),
+                        NodeData::File(FileBacking::Lower { .. })
+                    )
+                );
+                if !copied_up {
+                    n.data = data;
+                }
             }
             None => {
                 self.nodes.insert(
