@@ -141,31 +141,42 @@ fn copy_up_of_a_golden_hard_link_brings_up_every_name_as_one_inode() {
     assert_eq!(read(m2.join("bin/tool")), "v3\n");
 }
 
-/// A golden hard link below a directory the session renamed is not found by
-/// copy-up (docs/conformance.md), so it stays a lower name of the copied-up
-/// inode. Looking it up while the kernel holds that inode must not switch
-/// the inode back to the old lower data: before, a write through one name
+/// A golden hard link below a directory the session renamed is found by
+/// copy-up through the rename (its redirect), so every name stays one inode
+/// with the new data: while the kernel holds the inode, after it forgets it,
+/// after a remount and after promotion. Before, a write through one name
 /// vanished from both names once the kernel looked the other one up.
 #[test]
-fn a_golden_hard_link_below_a_renamed_dir_does_not_undo_a_write_through_another_name() {
+fn a_golden_hard_link_below_a_renamed_dir_is_copied_up_with_the_others() {
     let d = Daemon::start();
     d.create_project_with("p", |src| {
-        fs::create_dir(src.join("d")).unwrap();
+        fs::create_dir_all(src.join("d/sub")).unwrap();
         fs::write(src.join("y"), "old\n").unwrap();
         fs::hard_link(src.join("y"), src.join("d/x")).unwrap();
+        fs::hard_link(src.join("y"), src.join("d/sub/z")).unwrap();
     });
     let m = d.mount("p", "s");
     fs::rename(m.join("d"), m.join("e")).unwrap();
+    fs::rename(m.join("e/sub"), m.join("f")).unwrap();
     let mut f = fs::OpenOptions::new().append(true).open(m.join("y")).unwrap();
     f.write_all(b"new\n").unwrap();
-    assert_eq!(read(m.join("y")), "old\nnew\n");
-    // First lookup of e/x, while `f` keeps the inode referenced.
-    assert_eq!(
-        fs::metadata(m.join("e/x")).unwrap().ino(),
-        fs::metadata(m.join("y")).unwrap().ino()
-    );
-    assert_eq!(read(m.join("e/x")), "old\nnew\n");
-    assert_eq!(read(m.join("y")), "old\nnew\n");
-    f.write_all(b"more\n").unwrap();
-    assert_eq!(read(m.join("y")), "old\nnew\nmore\n");
+    let names = ["y", "e/x", "f/z"];
+    let check = |m: &std::path::Path, want: &str, when: &str| {
+        let ino = fs::metadata(m.join("y")).unwrap().ino();
+        for n in names {
+            assert_eq!(read(m.join(n)), want, "{n} {when}");
+            let md = fs::metadata(m.join(n)).unwrap();
+            assert_eq!((md.ino(), md.nlink()), (ino, 3), "{n} {when}");
+        }
+    };
+    check(&m, "old\nnew\n", "while the inode is held");
+    drop(f);
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    check(&m, "old\nnew\n", "after the kernel forgot it");
+    let m = d.remount("p", "s");
+    check(&m, "old\nnew\n", "after a remount");
+    d.unmount("s");
+    d.ok(&["promote", "p", "s"]);
+    let m = d.mount("p", "next");
+    check(&m, "old\nnew\n", "after promotion");
 }

@@ -119,6 +119,17 @@ fn scan_layer(root: std::os::fd::BorrowedFd<'_>) -> Result<Vec<Vec<PathBuf>>, Er
     Ok(table.into_values().collect())
 }
 
+/// Where the view shows the lower path `path` after the directory renames
+/// `renamed` (from [`Overlay::renamed_dirs`]), if one of them moved it.
+fn view_path(renamed: &[(PathBuf, PathBuf)], path: &Path) -> Option<PathBuf> {
+    renamed.iter().find_map(|(lower, view)| {
+        path.strip_prefix(lower)
+            .ok()
+            .filter(|rest| !rest.as_os_str().is_empty())
+            .map(|rest| view.join(rest))
+    })
+}
+
 /// Another name of a lower file, found in the view: its parent directory's
 /// node (holding one lookup reference per entry of `refs`) and its name.
 pub(super) struct Alias {
@@ -178,29 +189,69 @@ impl Overlay {
                 return out;
             }
         };
-        'alias: for p in paths.iter().filter(|p| p.as_path() != path) {
-            let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        // Directories this session renamed, listed the first time a name is
+        // not where the layer has it (rare: a scan of the upper's dirs).
+        let mut renamed: Option<Vec<(PathBuf, PathBuf)>> = None;
+        for p in paths.iter().filter(|p| p.as_path() != path) {
+            if let Some(alias) = self.walk_to_alias(p, &mut out.refs) {
+                out.found.push(alias);
                 continue;
-            };
-            let mut dir = ROOT_INO;
-            for comp in parent.components() {
-                match self.lookup(dir, comp.as_os_str()) {
-                    Ok(a) => {
-                        out.refs.push(a.ino);
-                        if a.kind != Kind::Dir {
-                            continue 'alias;
-                        }
-                        dir = a.ino;
-                    }
-                    Err(_) => continue 'alias,
-                }
             }
-            out.found.push(Alias {
-                parent: dir,
-                name: name.to_owned(),
+            let renamed = renamed.get_or_insert_with(|| {
+                self.renamed_dirs().unwrap_or_else(|e| {
+                    log::warn!("cannot list the renamed directories of the upper: {e:?}");
+                    Vec::new()
+                })
             });
+            if let Some(moved) = view_path(renamed, p)
+                && let Some(alias) = self.walk_to_alias(&moved, &mut out.refs)
+            {
+                out.found.push(alias);
+            }
         }
         out
+    }
+
+    /// Looks up the parent directories of `path` in the view (taking a
+    /// lookup reference on each, recorded in `refs`): the alias at `path`.
+    fn walk_to_alias(&self, path: &Path, refs: &mut Vec<Ino>) -> Option<Alias> {
+        let (parent, name) = (path.parent()?, path.file_name()?);
+        let mut dir = ROOT_INO;
+        for comp in parent.components() {
+            let a = self.lookup(dir, comp.as_os_str()).ok()?;
+            refs.push(a.ino);
+            if a.kind != Kind::Dir {
+                return None;
+            }
+            dir = a.ino;
+        }
+        Some(Alias {
+            parent: dir,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Every directory of the upper carrying a redirect, as (the lower path
+    /// it shows, its path in the view), deepest lower path first.
+    fn renamed_dirs(&self) -> Result<Vec<(PathBuf, PathBuf)>, Errno> {
+        let upper = self.layers.upper.as_fd();
+        let mut out = Vec::new();
+        let mut dirs = vec![PathBuf::new()];
+        while let Some(dir) = dirs.pop() {
+            let fd = sys::open_dir_read(upper, &dir)?;
+            if !dir.as_os_str().is_empty()
+                && let Some(lower) = markers::dir_markers(fd.as_fd())?.redirect
+            {
+                out.push((lower, dir.clone()));
+            }
+            for e in sys::read_dir_entries(&fd)? {
+                if e.file_type == FileType::Directory {
+                    dirs.push(dir.join(&e.name));
+                }
+            }
+        }
+        out.sort_by_key(|(lower, _)| std::cmp::Reverse(lower.components().count()));
+        Ok(out)
     }
 
     /// Whether the view still shows lower file `layer`/inode `lower_ino` at `a`.
