@@ -18,7 +18,9 @@
 //! sleep, so tests can make a race happen: `compact:built` (the layer is
 //! built, nothing is locked yet), `promote:before-pointer-swap` (the
 //! manifest is written and the layer renamed; `current` not yet swapped),
-//! `mount:after-check` (a mountpoint is checked, not yet mounted on).
+//! `mount:after-check` (a mountpoint is checked, not yet mounted on),
+//! `daemon:before-store-open` (the control socket is bound, the store not
+//! yet opened nor recovered).
 
 use crate::error::Result;
 

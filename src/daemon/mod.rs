@@ -16,6 +16,7 @@
 
 mod handlers;
 pub mod mountpoint;
+pub mod notify;
 pub mod registry;
 pub mod server;
 
@@ -240,31 +241,56 @@ pub fn reexec_with_allocator_tunables() {
     );
 }
 
-/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+/// Runs the daemon in the foreground until SIGINT or SIGTERM. Under systemd
+/// (`NOTIFY_SOCKET`, `Type=notify`) it reports `READY=1` once the socket is
+/// bound and the store is open, and `STOPPING=1` when shutdown begins. Only
+/// this, the final process, notifies: the allocator re-exec happens before
+/// and keeps the pid.
 pub fn run(config: DaemonConfig) -> Result<()> {
+    let notifier = notify::Notifier::from_env();
     match crate::sys::raise_nofile_limit() {
         Ok(n) => log::debug!("open-file limit raised to {n}"),
         Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal during shutdown exits at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
-            .map_err(|e| Error::io("installing signal handlers", e))?;
-    }
-    let server = server::Server::bind(&config.socket, !config.allow_uids.is_empty())?;
-    let daemon = Arc::new(Daemon::open(config)?);
+    let started = (|| -> Result<(server::Server, Daemon)> {
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal during shutdown exits at once.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+                .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+                .map_err(|e| Error::io("installing signal handlers", e))?;
+        }
+        let server = server::Server::bind(&config.socket, !config.allow_uids.is_empty())?;
+        crate::fault::pause("daemon:before-store-open");
+        Ok((server, Daemon::open(config)?))
+    })();
+    let (server, daemon) = match started {
+        Ok((server, daemon)) => (server, Arc::new(daemon)),
+        Err(e) => {
+            notifier.status(&format!("cannot start: {e}"));
+            return Err(e);
+        }
+    };
     log::info!(
         "goldenfs {} listening on {} (pid {})",
         env!("CARGO_PKG_VERSION"),
         daemon.config.socket.display(),
         std::process::id()
     );
+    notifier.ready(
+        &daemon.config.socket,
+        daemon.store.list_projects().map(|p| p.len()).unwrap_or(0),
+        daemon.store.sessions().len(),
+    );
     server.serve(daemon.clone(), &stop);
     log::info!("shutting down: unmounting every session (uppers are kept)");
+    notifier.send(&format!(
+        "STOPPING=1\nSTATUS=shutting down: unmounting {} mounted sessions (uppers are kept)",
+        daemon.registry.mountpoints().len()
+    ));
     drop(server);
     daemon.shutdown();
+    notifier.status("stopped: every session unmounted");
     log::info!("stopped");
     Ok(())
 }
