@@ -114,6 +114,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this machine and the store's filesystem (no daemon needed): what is slow or impossible
+    #[command(
+        after_help = "Exits 1 if a check fails. Probes run in a scratch directory inside DIR (removed after).\n\nExamples:\n  goldenfs doctor\n  goldenfs doctor --state-dir /srv/goldenfs --json"
+    )]
+    Doctor {
+        /// Store directory to check (or its nearest existing parent)
+        #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
+        state_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  goldenfs completions bash > /etc/bash_completion.d/goldenfs\n  goldenfs completions zsh > \"${fpath[1]}/_goldenfs\""
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page, or write one page per subcommand into DIR
+    #[command(after_help = "Examples:\n  goldenfs man | man -l -\n  goldenfs man --dir /usr/local/share/man/man1")]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -530,6 +552,40 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 s
             })
         }
+        Command::Doctor { state_dir, json } => {
+            let checks = crate::doctor::run(&state_dir, &socket);
+            let rows = checks.iter().map(crate::doctor::Check::cells);
+            output(json, &checks, || table(&["CHECK", "STATUS", "FOUND", "ADVICE"], rows))?;
+            match crate::doctor::failures(&checks) {
+                0 => Ok(()),
+                n => Err(Failure(1, format!("{n} doctor check(s) failed"))),
+            }
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "goldenfs",
+                &mut script,
+            );
+            // A closed stdout (e.g. `| head`) is not an error worth a message.
+            let _ = std::io::stdout().lock().write_all(&script);
+            Ok(())
+        }
+        Command::Man { dir } => {
+            let (cmd, mut page) = (<Cli as clap::CommandFactory>::command(), Vec::new());
+            match &dir {
+                Some(d) => clap_mangen::generate_to(cmd, d),
+                None => clap_mangen::Man::new(cmd).render(&mut page),
+            }
+            .map_err(|e| {
+                let into = dir.map(|d| format!(" into {}", d.display())).unwrap_or_default();
+                Failure(1, format!("cannot write the man page{into}: {}", io_reason(&e)))
+            })?;
+            let _ = std::io::stdout().lock().write_all(&page);
+            Ok(())
+        }
         Command::Ping { json } => {
             let r: PingResult = c.call(&Request::Ping {})?;
             output(json, &r, || {
@@ -731,6 +787,9 @@ mod tests {
             &["goldenfs", "rollback", "web", "2"],
             &["goldenfs", "gc", "--keep", "1", "--json"],
             &["goldenfs", "status", "--json"],
+            &["goldenfs", "doctor", "--state-dir", "/s", "--json"],
+            &["goldenfs", "completions", "bash"],
+            &["goldenfs", "man", "--dir", "/tmp/m"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod fault;
 pub mod fuse;
