@@ -265,10 +265,20 @@ pub fn read_dir_entries(dir: impl AsFd) -> io::Result<Vec<RawDirEntry>> {
         if name == b"." || name == b".." {
             continue;
         }
+        let name = OsStr::from_bytes(name).to_os_string();
+        let mut file_type = ent.file_type();
+        if file_type == FileType::Unknown {
+            // A filesystem without d_type (e.g. XFS with ftype=0): callers
+            // tell whiteouts and directories apart by type, so ask.
+            // Gone meanwhile: leave it Unknown (neither a dir nor a whiteout).
+            if let Ok(st) = stat_at(dir.as_fd(), &name) {
+                file_type = FileType::from_raw_mode(st.st_mode);
+            }
+        }
         out.push(RawDirEntry {
-            name: OsStr::from_bytes(name).to_os_string(),
+            name,
             ino: ent.ino(),
-            file_type: ent.file_type(),
+            file_type,
         });
     }
     Ok(out)
