@@ -500,3 +500,22 @@ fn an_upper_file_the_kernel_holds_after_its_last_name_is_gone_keeps_working() {
     assert!(!fx.holds_fd(d.ino));
     assert_eq!(fx.ov.getattr(d.ino).unwrap().nlink, 1);
 }
+
+#[test]
+fn a_file_on_a_filesystem_without_handles_stays_held_by_its_fd() {
+    // procfs exports no handles (EOPNOTSUPP), like a store filesystem without export support.
+    let fd = sys::open_beneath(
+        sys::open_dir_abs(Path::new("/proc/self")).unwrap().as_fd(),
+        Path::new("status"),
+        sys::OFlags::PATH,
+        0,
+    )
+    .unwrap();
+    let u = node::UpperFile::from_fd(fd, 1).compact();
+    assert!(u.holds_fd());
+    let root = sys::open_dir_abs(Path::new("/")).unwrap();
+    let mut f = fs::File::from(u.open(root.as_fd(), sys::OFlags::RDONLY).unwrap());
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+    assert!(s.contains("Pid:"), "{s}");
+}
