@@ -7,12 +7,11 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::markers;
 use super::meta::SETTABLE_FLAGS;
-use super::node::{FileBacking, NodeData};
+use super::node::{FileBacking, NodeData, UpperFile};
 use super::{Ino, Kind, Overlay};
 use crate::error::Errno;
 use crate::sys::{self, OFlags, RenameFlags, Stat, copy};
@@ -47,8 +46,11 @@ impl Overlay {
         let st = sys::fstat(src.as_fd())?;
         let tmp = self.tmp_name("copyup");
         let built = self.build_copy(src.as_fd(), &st, &tmp, Some(ino));
-        let made = match built {
-            Ok(fd) => fd,
+        let made = match built.and_then(|fd| {
+            let ino = sys::fstat(fd.as_fd())?.st_ino;
+            Ok(UpperFile::from_fd(fd, ino))
+        }) {
+            Ok(made) => made,
             Err(e) => {
                 let _ = sys::unlink_at(self.layers.work.as_fd(), &tmp);
                 return Err(e);
@@ -58,6 +60,8 @@ impl Overlay {
         // Other names of a multiply-linked lower file are linked to the copy.
         let aliases = self.find_aliases(layer, &path, &st);
 
+        // The node will hold it by handle (the handle survives the rename).
+        let made = made.compact();
         // Publish it under the exclusive lock.
         let ns = self.ns.write();
         // Ok(true): the copy is in place; Ok(false): nothing to do (already upper).
@@ -90,8 +94,13 @@ impl Overlay {
                 RenameFlags::NOREPLACE,
             )?;
             self.link_aliases(&aliases, layer, st.st_ino, pfd.as_fd(), &name);
+            let mut nodes = self.nodes.write();
             if relinked {
-                self.nodes.write().relink(ino, parent, &name);
+                nodes.relink(ino, parent, &name);
+            }
+            // Under the namespace lock, so no unlink can come between.
+            if let Ok(node) = nodes.get_mut(ino) {
+                node.data = NodeData::File(FileBacking::Upper(made.clone()));
             }
             Ok(true)
         };
@@ -100,9 +109,6 @@ impl Overlay {
         self.release_aliases(aliases);
         match published {
             Ok(true) => {
-                if let Ok(node) = self.nodes.write().get_mut(ino) {
-                    node.data = NodeData::File(FileBacking::Upper(Arc::new(made)));
-                }
                 self.counters.copy_ups.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }

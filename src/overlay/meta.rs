@@ -55,7 +55,9 @@ impl Overlay {
         let _ns = self.ns.read();
         let data = self.nodes.read().get(ino)?.data.clone();
         let (fd, upper) = match data {
-            NodeData::File(FileBacking::Upper(p)) => (sys::reopen(p.as_fd(), acc | data_flags(flags))?, true),
+            NodeData::File(FileBacking::Upper(u)) => {
+                (u.open(self.layers.upper.as_fd(), acc | data_flags(flags))?, true)
+            }
             NodeData::File(FileBacking::Lower { layer, path }) => {
                 let fd = sys::with_noatime(acc | data_flags(flags), |f| Ok(self.open_lower(layer, &path, f)?))?;
                 (fd, false)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::markers;
-use super::node::{DirInfo, FileBacking, NodeData};
+use super::node::{DirInfo, FileBacking, NodeData, UpperFile};
 use super::resolve::{Found, dir_attr};
 use super::{Attr, Caller, DirView, Ino, Kind, Opened, Overlay};
 use crate::error::Errno;
@@ -105,7 +105,7 @@ impl Overlay {
         } else {
             (
                 Attr::from_stat(st.st_ino, &st),
-                NodeData::File(FileBacking::Upper(Arc::new(fd))),
+                NodeData::File(FileBacking::Upper(UpperFile::from_fd(fd, st.st_ino).compact())),
             )
         };
         self.nodes.write().remember(attr.ino, parent, name, attr.kind, data);
@@ -195,13 +195,14 @@ impl Overlay {
         self.copy_up(ino)?;
         let _ns = self.ns.write();
         let src = match &self.nodes.read().get(ino)?.data {
-            NodeData::File(FileBacking::Upper(fd)) => fd.clone(),
+            NodeData::File(FileBacking::Upper(u)) => u.clone(),
             NodeData::Dir(_) => return Err(Errno::EPERM),
             NodeData::File(FileBacking::Lower { .. }) => return Err(Errno::EIO),
         };
         let slot = self.prepare_slot(new_parent, new_name, Caller { uid: 0, gid: 0 })?;
-        self.place(&slot, new_name, |dir, n| Ok(sys::link_fd(src.as_fd(), dir, n)?))?;
-        let st = sys::fstat(src.as_fd())?;
+        let fd = src.path_fd(self.layers.upper.as_fd())?;
+        self.place(&slot, new_name, |dir, n| Ok(sys::link_fd(fd.as_fd(), dir, n)?))?;
+        let st = sys::fstat(fd.as_fd())?;
         let attr = Attr::from_stat(ino, &st);
         self.nodes.write().remember(
             ino,
@@ -224,7 +225,8 @@ impl Overlay {
             return Err(Errno::EISDIR);
         }
         self.remove_name(&dir, name, &found)?;
-        self.nodes.write().unlink_name(parent, name);
+        let deleted = found.deleted_upper();
+        self.nodes.write().unlink_upper_name(parent, name, deleted);
         Ok(())
     }
 

@@ -3,17 +3,21 @@
 //! A node's inode number is the backing inode of its origin (lowest copy), so
 //! it survives copy-up and remounts. Directories are located by their merged
 //! path (parent chain); their lower copies by fixed paths in immutable layers.
-//! Files are located by an `O_PATH` fd once in the upper (so renames and other
-//! links do not matter) or by their fixed lower path.
+//! Files are located by a kernel file handle once in the upper (so renames
+//! and other links do not matter; see [`UpperFile`]) or by their fixed lower
+//! path.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Ino, Kind, ROOT_INO};
 use crate::error::Errno;
+use crate::sys::handle::{self, FileHandle};
+use crate::sys::{self, OFlags};
 
 /// One directory of a lower layer that contributes to a merged directory.
 #[derive(Clone, Debug)]
@@ -29,8 +33,8 @@ pub struct LowerDir {
 /// Where a non-directory's content lives.
 #[derive(Clone, Debug)]
 pub enum FileBacking {
-    /// In the session's upper; an `O_PATH` fd on it.
-    Upper(Arc<OwnedFd>),
+    /// In the session's upper.
+    Upper(UpperFile),
     /// In a lower layer at a fixed path.
     Lower { layer: usize, path: Arc<Path> },
 }
@@ -248,8 +252,9 @@ impl NodeTable {
         self.unlink_name_keeping(parent, name, None);
     }
 
-    /// Like [`NodeTable::unlink_name`], keeping `keep` open for the node's lifetime.
-    pub fn unlink_name_keeping(&mut self, parent: Ino, name: &OsStr, keep: Option<OwnedFd>) {
+    /// Like [`NodeTable::unlink_name`], keeping `keep` open for the node's
+    /// lifetime. Returns the node that lost its name, if the kernel knows one.
+    pub fn unlink_name_keeping(&mut self, parent: Ino, name: &OsStr, keep: Option<OwnedFd>) -> Option<Ino> {
         if let Some(ino) = self.by_name.remove(&(parent, name.to_os_string()))
             && let Some(n) = self.nodes.get_mut(&ino)
             && n.parent == parent
@@ -259,6 +264,24 @@ impl NodeTable {
             if keep.is_some() {
                 n.keep = keep;
             }
+            return Some(ino);
+        }
+        None
+    }
+
+    /// The name `parent/name` of an upper file went away, and with it the
+    /// file's last link (`deleted`, an fd-holding [`UpperFile`] of it, see
+    /// [`UpperFile::if_deleted`]): the node, which the kernel may still
+    /// use (an open file, an `O_PATH` fd), holds the file by that fd from
+    /// now on, as no handle can open a deleted inode.
+    pub fn unlink_upper_name(&mut self, parent: Ino, name: &OsStr, deleted: Option<UpperFile>) {
+        if let Some(ino) = self.unlink_name_keeping(parent, name, None)
+            && let Some(d) = deleted
+            && let Some(n) = self.nodes.get_mut(&ino)
+            && let NodeData::File(FileBacking::Upper(u)) = &mut n.data
+            && u.ino == d.ino
+        {
+            *u = d;
         }
     }
 
@@ -299,15 +322,106 @@ impl NodeTable {
 impl FileBacking {
     /// Both are the same upper inode (two hard links of one file).
     pub fn same_upper(&self, other: &FileBacking) -> bool {
-        use std::os::fd::AsFd;
         match (self, other) {
-            (FileBacking::Upper(a), FileBacking::Upper(b)) => {
-                match (crate::sys::fstat(a.as_fd()), crate::sys::fstat(b.as_fd())) {
-                    (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
-                    _ => false,
-                }
-            }
+            (FileBacking::Upper(a), FileBacking::Upper(b)) => a.ino == b.ino,
             _ => false,
         }
+    }
+}
+
+/// A file of the session's upper as a node remembers it: by kernel file
+/// handle, so that a view holds no fd per upper file the kernel has looked
+/// up (the kernel keeps those until memory pressure, and a data root holds
+/// millions; one fd each ran the daemon out of `RLIMIT_NOFILE`). By an
+/// `O_PATH` fd where the store's filesystem gives no handles, for a file
+/// whose last name is gone (no handle opens a deleted inode), and in a
+/// [`Found`](super::resolve::Found) fresh from a lookup.
+#[derive(Clone, Debug)]
+pub struct UpperFile {
+    /// Its backing inode number (names of one file have the same).
+    ino: u64,
+    at: UpperAt,
+}
+
+#[derive(Clone, Debug)]
+enum UpperAt {
+    Fd(Arc<OwnedFd>),
+    Handle(FileHandle),
+}
+
+/// Set once the store's filesystem refused a handle (logged once).
+static NO_HANDLES: AtomicBool = AtomicBool::new(false);
+
+impl UpperFile {
+    /// The file behind `fd` (any `O_PATH` fd on it), backing inode `ino`.
+    pub fn from_fd(fd: OwnedFd, ino: u64) -> UpperFile {
+        UpperFile {
+            ino,
+            at: UpperAt::Fd(Arc::new(fd)),
+        }
+    }
+
+    /// The same file held by handle, to be kept in a node: the fd goes.
+    /// Without handles (EOPNOTSUPP and the like) the fd stays, as it must
+    /// for correctness.
+    pub fn compact(self) -> UpperFile {
+        let UpperAt::Fd(fd) = &self.at else {
+            return self;
+        };
+        match handle::name_to_handle(fd.as_fd()) {
+            Ok(h) => UpperFile {
+                ino: self.ino,
+                at: UpperAt::Handle(h),
+            },
+            Err(e) => {
+                if !NO_HANDLES.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "the store's filesystem gives no file handles ({e}): the daemon holds \
+                         one fd per upper file the kernel knows, and may run out of them"
+                    );
+                }
+                self
+            }
+        }
+    }
+
+    /// The same file, if the name just removed was its last: it then has
+    /// to stay held by its fd (see [`NodeTable::unlink_upper_name`]).
+    pub fn if_deleted(&self) -> Option<UpperFile> {
+        let UpperAt::Fd(fd) = &self.at else {
+            return None;
+        };
+        (sys::fstat(fd.as_fd()).ok()?.st_nlink == 0).then(|| self.clone())
+    }
+
+    /// An `O_PATH` fd on it. `mount` is any fd on the upper's filesystem.
+    pub fn path_fd(&self, mount: BorrowedFd<'_>) -> Result<Arc<OwnedFd>, Errno> {
+        match &self.at {
+            UpperAt::Fd(fd) => Ok(fd.clone()),
+            UpperAt::Handle(h) => Ok(Arc::new(handle::open_by_handle(mount, h, OFlags::PATH).map_err(gone)?)),
+        }
+    }
+
+    /// Opens the (regular) file with `flags`.
+    pub fn open(&self, mount: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd, Errno> {
+        match &self.at {
+            UpperAt::Fd(fd) => Ok(sys::reopen(fd.as_fd(), flags)?),
+            UpperAt::Handle(h) => handle::open_by_handle(mount, h, flags).map_err(gone),
+        }
+    }
+
+    /// It is held by an fd (a test hook: which way a node holds its file).
+    #[cfg(test)]
+    pub fn holds_fd(&self) -> bool {
+        matches!(self.at, UpperAt::Fd(_))
+    }
+}
+
+/// ESTALE: the inode a handle named is gone (the session's upper is the
+/// daemon's alone, so only by a deletion the view made): report it gone.
+fn gone(e: std::io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(libc::ESTALE) => Errno::ENOENT,
+        _ => e.into(),
     }
 }

@@ -184,7 +184,12 @@ impl Overlay {
         } else if wants_marker {
             self.source_marker(spfd.as_fd(), name, flags)?;
         }
+        // A file replaced by its last link stays reachable for the kernel's node.
+        let deleted = dres.found.as_ref().and_then(Found::deleted_upper);
         let mut nodes = self.nodes.write();
+        if deleted.is_some() {
+            nodes.unlink_upper_name(new_parent, new_name, deleted);
+        }
         nodes.unlink_name_keeping(new_parent, new_name, replaced);
         nodes.rename(parent, name, new_parent, new_name);
         // A moved directory now has an upper copy (it may not have had one).

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::markers;
-use super::node::{DirInfo, FileBacking, LowerDir, NodeData};
+use super::node::{DirInfo, FileBacking, LowerDir, NodeData, UpperFile};
 use super::{Attr, DirEntry, DirView, Ino, Kind, LowerHint, Overlay, cached_fd};
 use crate::error::Errno;
 use crate::sys::{self, OFlags, Stat};
@@ -47,6 +47,18 @@ impl Found {
         matches!(self, Found::Dir { .. })
     }
 
+    /// An upper file whose name was just removed, if that was its last
+    /// link (see [`UpperFile::if_deleted`]).
+    pub fn deleted_upper(&self) -> Option<UpperFile> {
+        match self {
+            Found::File {
+                backing: FileBacking::Upper(u),
+                ..
+            } => u.if_deleted(),
+            _ => None,
+        }
+    }
+
     pub fn attr(&self) -> Attr {
         match self {
             Found::Dir { upper, lower, stat, .. } => dir_attr(*upper, lower, stat),
@@ -54,6 +66,7 @@ impl Found {
         }
     }
 
+    /// What a node keeps of it (an upper file by handle, not by fd).
     pub fn into_data(self) -> NodeData {
         match self {
             Found::Dir {
@@ -63,6 +76,10 @@ impl Found {
                 lower: lower.into(),
                 origin: origin.map(Arc::from),
             }),
+            Found::File {
+                backing: FileBacking::Upper(u),
+                ..
+            } => NodeData::File(FileBacking::Upper(u.compact())),
             Found::File { backing, .. } => NodeData::File(backing),
         }
     }
@@ -212,7 +229,7 @@ impl Overlay {
         } else {
             let ino = markers::origin(fd.as_fd())?.unwrap_or(st.st_ino);
             Found::File {
-                backing: FileBacking::Upper(Arc::new(fd)),
+                backing: FileBacking::Upper(UpperFile::from_fd(fd, st.st_ino)),
                 stat: st,
                 ino,
             }
@@ -339,9 +356,8 @@ impl Overlay {
         let dir = self.dir_view(parent)?;
         let found = self.resolve_in(&dir, name)?.found.ok_or(Errno::ENOENT)?;
         let attr = found.attr();
-        self.nodes
-            .write()
-            .remember(attr.ino, parent, name, attr.kind, found.into_data());
+        let data = found.into_data();
+        self.nodes.write().remember(attr.ino, parent, name, attr.kind, data);
         Ok(attr)
     }
 
@@ -373,8 +389,8 @@ impl Overlay {
                     .ok_or(Errno::ENOENT)?;
                 let attr = found.attr();
                 if remember {
-                    let mut nodes = self.nodes.write();
-                    nodes.remember(attr.ino, parent, &e.name, attr.kind, found.into_data());
+                    let data = found.into_data();
+                    self.nodes.write().remember(attr.ino, parent, &e.name, attr.kind, data);
                 }
                 Ok(attr)
             })
@@ -421,7 +437,7 @@ impl Overlay {
             (node.data.clone(), path)
         };
         let fd = match &data {
-            NodeData::File(FileBacking::Upper(fd)) => fd.clone(),
+            NodeData::File(FileBacking::Upper(u)) => u.path_fd(self.layers.upper.as_fd())?,
             NodeData::File(FileBacking::Lower { layer, path }) => {
                 Arc::new(self.open_lower(*layer, path, OFlags::PATH)?)
             }

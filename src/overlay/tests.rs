@@ -422,3 +422,100 @@ fn names_that_are_not_one_component_are_refused() {
     assert!(upper.iter().all(|n| n == "evil" || n == "f"), "upper: {upper:?}");
     assert_eq!(fx.read("f"), "top-f");
 }
+
+impl Fixture {
+    /// Whether the node `ino` holds its upper file by an fd (else by handle).
+    fn holds_fd(&self, ino: Ino) -> bool {
+        match &self.ov.nodes.read().get(ino).unwrap().data {
+            NodeData::File(node::FileBacking::Upper(u)) => u.holds_fd(),
+            other => panic!("node {ino} is not an upper file: {other:?}"),
+        }
+    }
+
+    fn create(&self, name: &str) -> (Attr, Opened) {
+        self.ov
+            .create(ROOT_INO, OsStr::new(name), 0o644, libc::O_RDWR, ME)
+            .unwrap()
+    }
+
+    fn size(&self, ino: Ino, size: u64) -> Attr {
+        let s = SetAttr {
+            size: Some(size),
+            ..Default::default()
+        };
+        self.ov.setattr(ino, s).unwrap()
+    }
+}
+
+#[test]
+fn upper_files_are_held_by_handle_through_create_rename_link_and_copy_up() {
+    let fx = fixture(std_layers);
+    let (attr, _) = fx.create("new");
+    assert!(!fx.holds_fd(attr.ino), "a created file is held by handle");
+    fx.write("new", "hello");
+    fx.ov
+        .rename(ROOT_INO, OsStr::new("new"), ROOT_INO, OsStr::new("moved"), 0)
+        .unwrap();
+    assert_eq!(fx.ov.getattr(attr.ino).unwrap().size, 5);
+    assert_eq!(fx.read("moved"), "hello");
+    assert_eq!(fx.ov.link(attr.ino, ROOT_INO, OsStr::new("alias")).unwrap().nlink, 2);
+    assert!(!fx.holds_fd(attr.ino));
+    assert_eq!(fx.size(attr.ino, 2).size, 2);
+    assert_eq!(fx.read("alias"), "he");
+    // A lower file copied up, and an upper file looked up afresh.
+    let f = fx.ino("f").unwrap();
+    fx.write("f", "up");
+    assert!(!fx.holds_fd(f));
+    assert!(!fx.holds_fd(fx.ino("moved").unwrap()));
+    assert_eq!(fx.ov.getattr(f).unwrap().ino, f);
+}
+
+#[test]
+fn an_upper_file_the_kernel_holds_after_its_last_name_is_gone_keeps_working() {
+    let fx = fixture(std_layers);
+    let (a, _) = fx.create("a");
+    fx.write("a", "data-a");
+    fx.ov.unlink(ROOT_INO, OsStr::new("a")).unwrap();
+    assert!(fx.holds_fd(a.ino), "a deleted file is held by fd (no handle opens it)");
+    assert_eq!(fx.ov.getattr(a.ino).unwrap().nlink, 0);
+    assert_eq!(fx.size(a.ino, 4).size, 4);
+    let o = fx.ov.open(a.ino, libc::O_RDONLY).unwrap();
+    let mut buf = [0u8; 16];
+    let n = sys::pread_full(o.fd.as_fd(), &mut buf, 0).unwrap();
+    assert_eq!(&buf[..n], b"data");
+
+    // Replaced by a rename: the same.
+    fx.create("b");
+    let (c, _) = fx.create("c");
+    fx.ov
+        .rename(ROOT_INO, OsStr::new("b"), ROOT_INO, OsStr::new("c"), 0)
+        .unwrap();
+    assert!(fx.holds_fd(c.ino));
+    assert_eq!(fx.ov.getattr(c.ino).unwrap().nlink, 0);
+
+    // A name removed while another link remains: still by handle.
+    let (d, _) = fx.create("e");
+    fx.ov.link(d.ino, ROOT_INO, OsStr::new("e2")).unwrap();
+    fx.ov.unlink(ROOT_INO, OsStr::new("e2")).unwrap();
+    assert!(!fx.holds_fd(d.ino));
+    assert_eq!(fx.ov.getattr(d.ino).unwrap().nlink, 1);
+}
+
+#[test]
+fn a_file_on_a_filesystem_without_handles_stays_held_by_its_fd() {
+    // procfs exports no handles (EOPNOTSUPP), like a store filesystem without export support.
+    let fd = sys::open_beneath(
+        sys::open_dir_abs(Path::new("/proc/self")).unwrap().as_fd(),
+        Path::new("status"),
+        sys::OFlags::PATH,
+        0,
+    )
+    .unwrap();
+    let u = node::UpperFile::from_fd(fd, 1).compact();
+    assert!(u.holds_fd());
+    let root = sys::open_dir_abs(Path::new("/")).unwrap();
+    let mut f = fs::File::from(u.open(root.as_fd(), sys::OFlags::RDONLY).unwrap());
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+    assert!(s.contains("Pid:"), "{s}");
+}

@@ -11,6 +11,7 @@
 
 pub mod copy;
 pub mod ctl;
+pub mod handle;
 pub mod probe;
 pub mod xattr;
 

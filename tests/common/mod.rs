@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod extra;
+pub mod fds;
 pub mod load;
 
 use std::collections::BTreeMap;
