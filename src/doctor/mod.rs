@@ -10,12 +10,10 @@
 mod store;
 
 use serde::Serialize;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::protocol::{PingResult, Request, Response};
+use crate::protocol::{PingResult, Request};
 use crate::sys::probe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -217,13 +215,9 @@ fn probe_passthrough() -> std::io::Result<probe::FuseInitOffer> {
     Ok(offer)
 }
 
-/// "goldenfs-doctor-PID-NANOS": a name no other run picks.
+/// A scratch name no other run picks.
 fn unique_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("goldenfs-doctor-{}-{nanos}", std::process::id())
+    crate::store::unique_name("goldenfs-doctor")
 }
 
 fn max_pages() -> Check {
@@ -308,21 +302,11 @@ fn daemon(socket: &Path) -> Check {
 }
 
 fn ping(socket: &Path) -> Result<PingResult, String> {
-    let stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
-    let limit = Some(Duration::from_secs(5));
-    stream
-        .set_read_timeout(limit)
-        .and_then(|_| stream.set_write_timeout(limit))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_vec(&Request::Ping {}).map_err(|e| e.to_string())?;
-    line.push(b'\n');
-    (&stream).write_all(&line).map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut reply)
-        .map_err(|e| e.to_string())?;
-    let resp: Response = serde_json::from_str(&reply).map_err(|e| format!("unreadable reply: {e}"))?;
-    resp.into_result().map_err(|e| e.message)
+    let client = crate::cli::Client {
+        socket,
+        timeout: Some(Duration::from_secs(5)),
+    };
+    client.call(&Request::Ping {}).map_err(|f| f.1)
 }
 
 #[cfg(test)]

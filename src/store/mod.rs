@@ -23,6 +23,7 @@
 //! the write lock only if `current` is still the generation it flattened.
 
 mod atomic;
+pub use atomic::unique_name;
 
 mod compact;
 mod gc;

@@ -7,11 +7,16 @@
 //! (documented in `docs/protocol.md`) on stdout.
 
 use clap::{Parser, Subcommand};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+mod client;
+mod output;
+
+pub(crate) use client::Client;
+use client::io_reason;
+pub use output::human_bytes;
+use output::{output, table};
 
 use crate::daemon::{DEFAULT_COMPACT_DEPTH, DEFAULT_SOCKET, DEFAULT_STATE_DIR, DaemonConfig};
 use crate::protocol::*;
@@ -213,7 +218,7 @@ enum SessionCmd {
 }
 
 /// A CLI failure: exit code and one-line message.
-struct Failure(i32, String);
+pub(crate) struct Failure(pub i32, pub String);
 
 impl From<crate::error::Error> for Failure {
     fn from(e: crate::error::Error) -> Self {
@@ -271,7 +276,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    let c = Client { socket: &socket };
+    let c = Client {
+        socket: &socket,
+        timeout: None,
+    };
     match cli.command {
         Command::Daemon {
             state_dir,
@@ -592,119 +600,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 format!("goldenfs daemon {} (pid {}) at {}", r.version, r.pid, socket.display())
             })
         }
-    }
-}
-
-struct Client<'a> {
-    socket: &'a Path,
-}
-
-impl Client<'_> {
-    /// Sends one request and waits (without a time limit: imports can take
-    /// minutes) for its reply.
-    fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T, Failure> {
-        let unreachable = |e: std::io::Error| {
-            Failure(
-                3,
-                format!(
-                    "cannot reach the daemon at {}: {} — is 'goldenfs daemon' running?",
-                    self.socket.display(),
-                    io_reason(&e)
-                ),
-            )
-        };
-        let stream = UnixStream::connect(self.socket).map_err(unreachable)?;
-        let mut line = serde_json::to_vec(req).map_err(|e| Failure(1, format!("cannot encode the request: {e}")))?;
-        line.push(b'\n');
-        (&stream).write_all(&line).map_err(unreachable)?;
-        let mut reply = String::new();
-        BufReader::new(&stream).read_line(&mut reply).map_err(unreachable)?;
-        if reply.is_empty() {
-            return Err(Failure(
-                1,
-                format!(
-                    "the daemon at {} closed the connection without a reply; see its log",
-                    self.socket.display()
-                ),
-            ));
-        }
-        let resp: Response = serde_json::from_str(&reply).map_err(|e| {
-            Failure(
-                1,
-                format!("unreadable reply from the daemon ({e}); are client and daemon the same version?"),
-            )
-        })?;
-        Ok(resp.into_result()?)
-    }
-}
-
-/// "connection refused" rather than "Connection refused (os error 111)".
-fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    };
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => s,
-    }
-}
-
-fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<(), Failure> {
-    let text = if json {
-        serde_json::to_string_pretty(value).map_err(|e| Failure(1, format!("cannot print JSON: {e}")))?
-    } else {
-        human()
-    };
-    let mut out = std::io::stdout().lock();
-    // A closed stdout (e.g. `| head`) is not an error worth a message.
-    let _ = writeln!(out, "{text}");
-    Ok(())
-}
-
-fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
-    let rows: Vec<Vec<String>> = rows.collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let fmt = |cells: Vec<String>| {
-        let last = cells.len().saturating_sub(1);
-        cells
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == last {
-                    c
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    let mut lines = vec![fmt(headers.iter().map(|h| h.to_string()).collect())];
-    lines.extend(rows.into_iter().map(fmt));
-    lines.join("\n")
-}
-
-/// 1536 → "1.5 KiB".
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 
