@@ -37,18 +37,14 @@ while [ $# -gt 0 ]; do
         --corpus) corpus=${2:?--corpus needs a directory}; shift ;;
         --promotions) promotions=${2:?--promotions needs a number}; shift ;;
         --runs) runs=${2:?--runs needs a number}; shift ;;
-        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) gfs_usage ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
 done
-[[ $promotions =~ ^[1-9][0-9]*$ ]] || die "--promotions needs a positive number"
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"
-if [ -z "$corpus" ]; then
-    command -v rustc >/dev/null || die "no --corpus given and no rustc to find the default corpus"
-    corpus=$(rustc --print sysroot)
-fi
-[ -d "$corpus" ] || die "corpus '$corpus' is not a directory"
+gfs_positive --promotions "$promotions"
+gfs_positive --runs "$runs"
+corpus=$(gfs_corpus "$corpus")
 
 gfs_init bench-depth
 T_START=$SECONDS

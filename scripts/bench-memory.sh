@@ -35,19 +35,15 @@ while [ $# -gt 0 ]; do
         --corpus) corpus=${2:?--corpus needs a directory}; shift ;;
         --sessions) sessions=${2:?--sessions needs a number}; shift ;;
         --walked) walked=${2:?--walked needs a number}; shift ;;
-        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) gfs_usage ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
 done
-[[ $sessions =~ ^[1-9][0-9]*$ ]] || die "--sessions needs a positive number"
-[[ $walked =~ ^[1-9][0-9]*$ ]] || die "--walked needs a positive number"
+gfs_positive --sessions "$sessions"
+gfs_positive --walked "$walked"
 [ "$walked" -le "$sessions" ] || die "--walked ($walked) cannot exceed --sessions ($sessions)"
-if [ -z "$corpus" ]; then
-    command -v rustc >/dev/null || die "no --corpus given and no rustc to find the default corpus"
-    corpus=$(rustc --print sysroot)
-fi
-[ -d "$corpus" ] || die "corpus '$corpus' is not a directory"
+corpus=$(gfs_corpus "$corpus")
 
 gfs_init bench-memory
 T_START=$SECONDS

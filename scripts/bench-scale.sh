@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
         --quick) sizes="5000,50000,200000" ;;
         --runs) runs=${2:?--runs needs a number}; shift ;;
         --cp-runs) cp_runs=${2:?--cp-runs needs a number}; shift ;;
-        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) gfs_usage ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
@@ -44,8 +44,8 @@ done
 GFS_SCRIPT=bench-scale
 read -r -a SIZES <<<"${sizes//,/ }"
 for n in "${SIZES[@]}"; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "--sizes: '$n' is not a positive number"; done
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"
-[[ $cp_runs =~ ^[1-9][0-9]*$ ]] || die "--cp-runs needs a positive number"
+gfs_positive --runs "$runs"
+gfs_positive --cp-runs "$cp_runs"
 
 now_us() { NOW=${EPOCHREALTIME/[.,]/}; }
 secs_since() { awk -v d=$((NOW - $1)) 'BEGIN { printf "%.6f", d / 1e6 }'; } # after now_us

@@ -72,13 +72,13 @@ while [ $# -gt 0 ]; do
         --runs) runs=${2:?--runs needs a number}; shift ;;
         --rows) rows_opt=${2:?--rows needs a list}; shift ;;
         --systems) systems_opt=${2:?--systems needs a list}; shift ;;
-        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) gfs_usage ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
 done
 GFS_SCRIPT=bench
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number, not '$runs'"
+gfs_positive --runs "$runs"
 [ -z "$corpus" ] || [ "$synthetic" -eq 0 ] || die "--corpus and --synthetic exclude each other"
 
 # pick_list WHAT OPTION ALL...: the ids of OPTION (comma-separated) in the

@@ -17,6 +17,23 @@ GFS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GFS_CLEANUP_HOOKS=()
 DAEMON_PID=""
 
+# Prints the header comment of the calling script (its --help) and exits.
+gfs_usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; }
+
+# Dies unless $2 is a positive integer; $1 names the option.
+gfs_positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive number, not '$2'"; }
+
+# The benchmarks' default corpus, the stable Rust toolchain directory, unless
+# $1 is given; dies unless the result is a directory.
+gfs_corpus() {
+    local corpus=$1
+    if [ -z "$corpus" ]; then
+        corpus=$(rustc --print sysroot 2>/dev/null) || die "no --corpus given and 'rustc --print sysroot' fails"
+    fi
+    [ -d "$corpus" ] || die "corpus '$corpus' is not a directory"
+    printf '%s\n' "$corpus"
+}
+
 gfs_require_root() {
     [ "$(id -u)" -eq 0 ] || die "must run as root (FUSE mounts with allow_other, trusted.* xattrs, mknod)"
     [ -c /dev/fuse ] || die "/dev/fuse is missing (modprobe fuse)"
