@@ -20,7 +20,8 @@
 //! manifest is written and the layer renamed; `current` not yet swapped),
 //! `mount:after-check` (a mountpoint is checked, not yet mounted on),
 //! `daemon:before-store-open` (the control socket is bound, the store not
-//! yet opened nor recovered).
+//! yet opened nor recovered); per entry or layer, to watch progress:
+//! `import:entry`, `compact:entry`, `gc:layer`.
 
 use crate::error::Result;
 

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::error::{Error, ErrorCode};
 pub use crate::store::{
-    CompactReport, DeletedGeneration, GcReport, GenerationSummary, ImportReport, ProjectSummary, PromoteReport,
-    RollbackReport, RunningCompaction,
+    CompactReport, DeletedGeneration, GcReport, GenerationSummary, ImportReport, OperationKind, OperationProgress,
+    ProjectSummary, PromoteReport, RollbackReport, RunningCompaction,
 };
 
 /// Longest request line accepted (bytes, without the newline).
@@ -83,6 +83,9 @@ pub enum Request {
         keep: Option<u64>,
     },
     Status {},
+    /// Imports, compactions, GC runs and project deletions in progress
+    /// (polled by the CLI's progress bars).
+    Operations {},
 }
 
 /// The error object of a failed response.
@@ -355,7 +358,7 @@ pub struct GenerationsResult {
 }
 
 /// `status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusResult {
     pub pid: u32,
     pub version: String,
@@ -369,6 +372,15 @@ pub struct StatusResult {
     /// Compactions in progress.
     #[serde(default)]
     pub compactions: Vec<RunningCompaction>,
+    /// Long operations in progress, with their counters.
+    #[serde(default)]
+    pub operations: Vec<OperationProgress>,
+}
+
+/// Result of `operations`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationsResult {
+    pub operations: Vec<OperationProgress>,
 }
 
 #[cfg(test)]

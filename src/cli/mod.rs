@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 mod client;
 mod output;
+mod progress;
 
 pub(crate) use client::Client;
 use client::io_reason;
@@ -58,10 +59,16 @@ enum Command {
         compact_depth: usize,
     },
     /// Create, list and delete projects
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  goldenfs project create web --from /srv/golden/web\n  goldenfs project list\n  goldenfs project delete web --force"
+    )]
     Project(ProjectCmd),
     /// Mount, unmount, discard and list sessions
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  goldenfs session mount web s1 /mnt/s1\n  goldenfs session list\n  goldenfs session unmount s1"
+    )]
     Session(SessionCmd),
     /// Publish an unmounted session's changes as the project's next generation
     #[command(after_help = "Example:\n  goldenfs promote web s1 --if-generation 3")]
@@ -322,7 +329,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Some(p) => Some(path_string(&absolute(&p, "--from")?)?),
                 None => None,
             };
-            let r: ImportReport = c.call(&Request::ProjectCreate { project, from, move_ })?;
+            let kind = OperationKind::Import;
+            let r: ImportReport = progress::with_progress(&c, json, kind, Some(&project.clone()), || {
+                c.call(&Request::ProjectCreate { project, from, move_ })
+            })?;
             output(json, &r, || {
                 if r.directories == 0 {
                     return format!("created project {} (generation 1, empty)", r.project);
@@ -365,7 +375,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Project(ProjectCmd::Delete { project, force, json }) => {
-            let r: ProjectDeleteResult = c.call(&Request::ProjectDelete { project, force })?;
+            let kind = OperationKind::DeleteProject;
+            let r: ProjectDeleteResult = progress::with_progress(&c, json, kind, Some(&project.clone()), || {
+                c.call(&Request::ProjectDelete { project, force })
+            })?;
             output(json, &r, || {
                 let mut s = format!("deleted project {} (freed {})", r.project, human_bytes(r.bytes_freed));
                 if !r.discarded_sessions.is_empty() {
@@ -453,7 +466,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Compact { project, json } => {
-            let r: CompactReport = c.call(&Request::Compact { project })?;
+            let kind = OperationKind::Compact;
+            let r: CompactReport = progress::with_progress(&c, json, kind, Some(&project.clone()), || {
+                c.call(&Request::Compact { project })
+            })?;
             output(json, &r, || match &r.layer {
                 Some(layer) => format!(
                     "compacted {} generation {} ({} layers) into generation {} (1 layer, {layer}): {} entries in {:.1} s",
@@ -502,7 +518,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Gc { keep, json } => {
-            let r: GcReport = c.call(&Request::Gc { keep: Some(keep) })?;
+            let r: GcReport = progress::with_progress(&c, json, OperationKind::Gc, None, || {
+                c.call(&Request::Gc { keep: Some(keep) })
+            })?;
             output(json, &r, || {
                 let gens: Vec<_> = r
                     .deleted_generations
@@ -557,7 +575,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         x.session, x.project, x.base_generation
                     );
                 }
-                s
+                s + &progress::describe(&r.operations)
             })
         }
         Command::Doctor { state_dir, json } => {
@@ -651,6 +669,20 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_help_with_an_example() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(help.contains("Example"), "`{path} --help` has no example");
+                assert!(sub.get_about().is_some(), "`{path}` has no description");
+                check(sub, &path);
+            }
+        }
+        check(&<Cli as clap::CommandFactory>::command(), "goldenfs");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub(super) fn dispatch(d: &Daemon, req: Request) -> Result<Response> {
         Request::Rollback { project, generation } => Response::success(&d.store.rollback(&project, generation)?),
         Request::Gc { keep } => Response::success(&d.store.gc(keep.unwrap_or(DEFAULT_KEEP))?),
         Request::Status {} => Response::success(&status(d)?),
+        Request::Operations {} => Response::success(&OperationsResult {
+            operations: d.store.operations(),
+        }),
     })
 }
 
@@ -314,5 +317,6 @@ fn status(d: &Daemon) -> Result<StatusResult> {
         projects: d.store.list_projects()?,
         sessions: session_list(d),
         compactions: d.store.running_compactions(),
+        operations: d.store.operations(),
     })
 }

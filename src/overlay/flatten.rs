@@ -22,6 +22,7 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::copyup::copy_metadata;
 use super::markers;
@@ -43,6 +44,7 @@ pub struct Flattened {
 
 struct Walk<'a> {
     ov: &'a Overlay,
+    done: &'a AtomicU64,
     dest_root: BorrowedFd<'a>,
     out: Flattened,
     /// Backing inode of a source that had to be copied → path and inode
@@ -57,7 +59,8 @@ impl Overlay {
     /// must be on the store's filesystem). The view's upper must be empty:
     /// only its lower layers are read. `dest` gets the metadata of the top
     /// lower layer's root.
-    pub fn flatten_into(&self, dest: BorrowedFd<'_>) -> Result<Flattened, Errno> {
+    /// `done` counts the entries created, for progress reports.
+    pub fn flatten_into(&self, dest: BorrowedFd<'_>, done: &AtomicU64) -> Result<Flattened, Errno> {
         let root = DirView::new(
             ROOT_INO,
             PathBuf::new(),
@@ -67,6 +70,7 @@ impl Overlay {
         );
         let mut w = Walk {
             ov: self,
+            done,
             dest_root: dest,
             out: Flattened::default(),
             copies: HashMap::new(),
@@ -119,6 +123,8 @@ impl Walk<'_> {
                 Found::File { .. } => return Err(Errno::EIO),
             }
             self.out.entries += 1;
+            self.done.fetch_add(1, Ordering::Relaxed);
+            crate::fault::pause("compact:entry");
             if self.out.entries == 1 {
                 crate::fault::point("compact:mid-build").map_err(|e| e.errno())?;
             }

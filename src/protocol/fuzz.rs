@@ -40,6 +40,7 @@ const OPS: &[&str] = &[
     "rollback",
     "gc",
     "status",
+    "operations",
 ];
 
 const FIELDS: &[&str] = &[
@@ -186,6 +187,7 @@ pub(crate) fn request_with(
         (name, number.clone()).prop_map(|(project, generation)| Request::Rollback { project, generation }),
         prop::option::of(number).prop_map(|keep| Request::Gc { keep }),
         Just(Request::Status {}),
+        Just(Request::Operations {}),
     ]
 }
 

@@ -22,9 +22,11 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use super::layout::{self, GenerationManifest, LayerMeta, RelPath};
+use super::progress::OperationKind;
 use super::project::read_generation;
 use super::{Project, Store, atomic};
 use crate::error::{Error, Result};
@@ -107,11 +109,16 @@ impl Store {
             .layout
             .work()
             .join(atomic::unique_name(&format!("compact-{project}")));
+        let progress = self
+            .operations
+            .start(OperationKind::Compact, Some(project), "flattening");
         let res = self
             .persist_link_tables(&manifest)
-            .and_then(|()| self.build_flat(&build, &manifest))
+            .and_then(|()| self.build_flat(&build, &manifest, progress.done_counter()))
             .and_then(|flat| {
+                progress.set_phase("syncing");
                 self.sync_fs()?;
+                progress.set_phase("publishing");
                 fault::pause("compact:built");
                 self.publish_compacted(&p, &manifest, &build.join("layer"), &flat)
                     .map(|(n, id)| (n, id, flat))
@@ -199,7 +206,7 @@ impl Store {
 
     /// Flattens generation `m` into `build/layer` through a view of it over
     /// the empty scratch upper `build/upper`.
-    pub(super) fn build_flat(&self, build: &Path, m: &GenerationManifest) -> Result<Flattened> {
+    pub(super) fn build_flat(&self, build: &Path, m: &GenerationManifest, done: &AtomicU64) -> Result<Flattened> {
         let ctx = |what: &str, p: &Path| format!("compaction of {}: {what} {}", m.project_id, p.display());
         for dir in [
             build.to_path_buf(),
@@ -222,7 +229,7 @@ impl Store {
         let view = Overlay::new(dirs, &m.version_info()).map_err(|e| Error::io(ctx("opening a view in", build), e))?;
         let layer = build.join("layer");
         let dest = sys::open_dir_abs(&layer).map_err(|e| Error::io(ctx("opening", &layer), e))?;
-        view.flatten_into(dest.as_fd())
+        view.flatten_into(dest.as_fd(), done)
             .map_err(|e| Error::io(ctx("flattening generation into", &layer), e))
     }
 

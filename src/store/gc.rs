@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::atomic;
 use super::layout::LAST_GENERATION;
+use super::progress::{OperationKind, Progress};
 use super::project::{generation_numbers, read_generation};
 use super::{Store, list_dir_names};
 use crate::error::Result;
@@ -35,6 +36,7 @@ impl Store {
     /// Deletes unpinned old generations, then unreferenced layers.
     pub fn gc(&self, keep: u64) -> Result<GcReport> {
         let mut report = GcReport::default();
+        let progress = self.operations.start(OperationKind::Gc, None, "deleting generations");
         {
             let _m = self.maintenance.write();
             let projects: Vec<_> = self.projects.lock().values().cloned().collect();
@@ -86,7 +88,8 @@ impl Store {
                 atomic::fsync_dir(&self.layout.generations(&name))?;
             }
         }
-        let (layers, bytes) = self.gc_layers()?;
+        progress.set_phase("deleting layers");
+        let (layers, bytes) = self.gc_layers(&progress)?;
         report.deleted_layers = layers;
         report.bytes_freed = bytes;
         Ok(report)
@@ -94,8 +97,9 @@ impl Store {
 
     /// Deletes every layer that no manifest references. Each goes into
     /// `work/` first (one rename), so a crash never leaves a half-deleted
-    /// layer visible. Returns the deleted ids and the bytes freed.
-    pub(super) fn gc_layers(&self) -> Result<(Vec<String>, u64)> {
+    /// layer visible. Returns the deleted ids and the bytes freed; `progress`
+    /// counts the layers removed from disk and their bytes.
+    pub(super) fn gc_layers(&self, progress: &Progress) -> Result<(Vec<String>, u64)> {
         let mut trash = Vec::new();
         let mut deleted = Vec::new();
         {
@@ -114,10 +118,13 @@ impl Store {
                 deleted.push(id);
             }
         }
+        progress.set_total(trash.len() as u64, trash.iter().map(|(_, b)| b).sum());
         let mut freed = 0;
         for (path, bytes) in trash {
+            fault::pause("gc:layer");
             atomic::remove_tree(&path)?;
             freed += bytes;
+            progress.add(1, bytes);
         }
         Ok((deleted, freed))
     }

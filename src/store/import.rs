@@ -9,16 +9,18 @@
 
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::atomic;
 use super::layout::{self, GenerationManifest, ProjectMeta};
+use super::progress::{OperationKind, Progress};
 use super::{Project, ProjectState, Store};
 use crate::error::{Error, ErrorCode, Result};
 use crate::fault;
@@ -107,7 +109,8 @@ impl Store {
                 }
                 ImportSource::Copy(dir) => {
                     log::info!("importing {} into project {name}", dir.display());
-                    copy_tree(dir, &build_layer, &mut report)?;
+                    let progress = self.operations.start(OperationKind::Import, Some(name), "copying");
+                    copy_tree_counted(dir, &build_layer, &mut report, &progress)?;
                 }
                 ImportSource::Move(dir) => {
                     let src = source_dir.as_ref().ok_or_else(|| Error::internal("no source fd"))?;
@@ -253,13 +256,66 @@ fn is_private(name: &OsStr) -> bool {
 
 struct Copier<'a> {
     report: &'a mut ImportReport,
+    progress: &'a Progress,
     /// (dev, ino) of a multiply-linked source inode → its path in the copy.
     links: HashMap<(u64, u64), PathBuf>,
     dst_root: OwnedFd,
 }
 
 /// Copies the tree at `src` into the new directory `dst`.
-pub(super) fn copy_tree(src: &Path, dst: &Path, report: &mut ImportReport) -> Result<()> {
+/// [`copy_tree`], while a second thread counts the source so `progress`
+/// gets its totals (the count also warms the caches the copy reads).
+fn copy_tree_counted(src: &Path, dst: &Path, report: &mut ImportReport, progress: &Progress) -> Result<()> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| match count_tree(src, &stop) {
+            Ok(Some((entries, bytes))) => progress.set_total(entries, bytes),
+            Ok(None) => {}
+            Err(e) => log::debug!("counting {} for the progress report: {e}", src.display()),
+        });
+        let res = copy_tree(src, dst, report, progress);
+        stop.store(true, Ordering::Relaxed);
+        res
+    })
+}
+
+/// Names and data bytes (each inode's once) under `root`, like the copy
+/// counts them; `None` if `stop` was set first.
+fn count_tree(root: &Path, stop: &AtomicBool) -> std::io::Result<Option<(u64, u64)>> {
+    fn walk(
+        dir: BorrowedFd<'_>,
+        stop: &AtomicBool,
+        seen: &mut HashSet<(u64, u64)>,
+        n: &mut (u64, u64),
+    ) -> std::io::Result<bool> {
+        for ent in sys::read_dir_entries(dir)? {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let name = ent.name.as_os_str();
+            let st = sys::stat_at(dir, name)?;
+            n.0 += 1;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    let sub = sys::open_at(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW, 0)?;
+                    if !walk(sub.as_fd(), stop, seen, n)? {
+                        return Ok(false);
+                    }
+                }
+                FileType::RegularFile if st.st_nlink <= 1 || seen.insert((st.st_dev, st.st_ino)) => {
+                    n.1 += st.st_size as u64;
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+    let fd = sys::open_dir_abs(root)?;
+    let mut n = (1, 0); // the root directory
+    Ok(walk(fd.as_fd(), stop, &mut HashSet::new(), &mut n)?.then_some(n))
+}
+
+pub(super) fn copy_tree(src: &Path, dst: &Path, report: &mut ImportReport, progress: &Progress) -> Result<()> {
     let ctx = |what: &str, p: &Path| format!("importing {}: {what} {}", src.display(), p.display());
     let src_fd = sys::open_dir_abs(src).map_err(|e| Error::io(ctx("opening", src), e))?;
     let st = sys::fstat(src_fd.as_fd()).map_err(|e| Error::io(ctx("stat", src), e))?;
@@ -267,6 +323,7 @@ pub(super) fn copy_tree(src: &Path, dst: &Path, report: &mut ImportReport) -> Re
     let dst_fd = sys::open_dir_abs(dst).map_err(|e| Error::io(ctx("opening", dst), e))?;
     let mut c = Copier {
         report,
+        progress,
         links: HashMap::new(),
         dst_root: sys::open_dir_abs(dst).map_err(|e| Error::io(ctx("opening", dst), e))?,
     };
@@ -276,6 +333,7 @@ pub(super) fn copy_tree(src: &Path, dst: &Path, report: &mut ImportReport) -> Re
     c.apply_meta(src_fd.as_fd(), dst_fd.as_fd(), OsStr::new(""), &st, false)
         .map_err(|e| Error::io(ctx("setting metadata of", dst), e))?;
     c.report.directories += 1;
+    c.progress.add(1, 0);
     Ok(())
 }
 
@@ -297,10 +355,21 @@ impl Copier<'_> {
                 if let Some(first) = self.links.get(&key) {
                     sys::link_at(self.dst_root.as_fd(), first.as_os_str(), dst, name).map_err(at(&path))?;
                     self.report.hard_links += 1;
+                    self.progress.add(1, 0);
                     continue;
                 }
                 self.links.insert(key, path.clone());
             }
+            fault::pause("import:entry");
+            // Counted when reached (a directory before its content).
+            self.progress.add(
+                1,
+                if ft == FileType::RegularFile {
+                    st.st_size as u64
+                } else {
+                    0
+                },
+            );
             match ft {
                 FileType::Directory => {
                     sys::mkdir_at(dst, name, 0o700).map_err(at(&path))?;

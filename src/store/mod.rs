@@ -29,6 +29,7 @@ mod compact;
 mod gc;
 mod import;
 pub mod layout;
+pub mod progress;
 mod project;
 mod promote;
 mod recovery;
@@ -53,6 +54,7 @@ pub use compact::{CompactReport, RunningCompaction};
 pub use gc::{DEFAULT_KEEP, DeletedGeneration, GcReport};
 pub use import::{ImportReport, ImportSource};
 pub use layout::{GenerationManifest, Layout, ProjectMeta, SessionRecord};
+pub use progress::{OperationKind, OperationProgress};
 pub use promote::{PromoteReport, RollbackReport};
 pub use recovery::RecoveryReport;
 pub use session::OpenedSession;
@@ -116,6 +118,8 @@ pub struct Store {
     /// Running compactions by project: at most one each; the generation
     /// being compacted is pinned (GC keeps it) until it finishes.
     compacting: Mutex<BTreeMap<String, RunningCompaction>>,
+    /// Imports, compactions and GC runs in progress, with their counters.
+    operations: progress::Operations,
     recovery: RecoveryReport,
 }
 
@@ -155,6 +159,7 @@ impl Store {
             creating: Mutex::new(HashSet::new()),
             sessions: Mutex::new(BTreeMap::new()),
             compacting: Mutex::new(BTreeMap::new()),
+            operations: progress::Operations::default(),
             recovery,
         };
         store.load()?;
@@ -297,6 +302,11 @@ impl Store {
     }
 
     /// The backing filesystem's type name ("ext4", "xfs", ...).
+    /// Imports, compactions and GC runs in progress.
+    pub fn operations(&self) -> Vec<OperationProgress> {
+        self.operations.snapshot()
+    }
+
     pub fn fs_type(&self) -> &str {
         &self.fs_type
     }

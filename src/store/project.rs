@@ -4,6 +4,7 @@ use std::fs;
 
 use super::atomic;
 use super::layout::{self, GenerationManifest, Layout};
+use super::progress::OperationKind;
 use super::{GenerationSummary, ProjectSummary, Store, list_dir_names};
 use crate::error::{Error, Result};
 
@@ -174,7 +175,10 @@ impl Store {
         drop(_promote);
         drop(_m);
         // Its layers are now unreferenced (unless shared): collect them.
-        let freed = self.gc_layers()?;
+        let progress = self
+            .operations
+            .start(OperationKind::DeleteProject, Some(project), "deleting layers");
+        let freed = self.gc_layers(&progress)?;
         log::info!("deleted project {project}");
         Ok(freed.1)
     }

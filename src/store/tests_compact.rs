@@ -350,7 +350,9 @@ fn compaction_does_not_publish_when_a_promotion_won_the_race() {
     let (from, running) = store.pin_for_compaction(&p, "web").unwrap();
     assert_eq!(from, 4);
     assert_eq!(store.compact("web").unwrap_err().code, ErrorCode::Busy, "one at a time");
-    let flat = store.build_flat(&build, &m).unwrap();
+    let flat = store
+        .build_flat(&build, &m, &std::sync::atomic::AtomicU64::new(0))
+        .unwrap();
     // Meanwhile a promotion publishes generation 5.
     let o = store.open_session("web", "late").unwrap();
     fs::write(o.upper.join("late"), "late").unwrap();
