@@ -14,6 +14,7 @@
 //! Two slots are never held at once, except by `project delete --force`,
 //! which holds none while it discards each session in turn.
 
+pub mod docker_plugin;
 mod handlers;
 pub mod mountpoint;
 pub mod notify;
@@ -49,6 +50,8 @@ pub struct DaemonConfig {
     /// Compact a project in the background when a promotion leaves its
     /// current generation deeper than this many layers (0: never).
     pub compact_depth: usize,
+    /// Serve the Docker volume plugin (`--docker-plugin`).
+    pub docker_plugin: Option<docker_plugin::DockerPluginConfig>,
 }
 
 /// Default `--compact-depth`.
@@ -264,13 +267,28 @@ pub fn run(config: DaemonConfig) -> Result<()> {
         crate::fault::pause("daemon:before-store-open");
         Ok((server, Daemon::open(config)?))
     })();
-    let (server, daemon) = match started {
-        Ok((server, daemon)) => (server, Arc::new(daemon)),
+    let started = started.and_then(|(server, daemon)| {
+        let daemon = Arc::new(daemon);
+        let plugin = match &daemon.config.docker_plugin {
+            Some(cfg) => Some(docker_plugin::PluginServer::start(daemon.clone(), cfg)?),
+            None => None,
+        };
+        Ok((server, daemon, plugin))
+    });
+    let (server, daemon, plugin) = match started {
+        Ok(x) => x,
         Err(e) => {
             notifier.status(&format!("cannot start: {e}"));
             return Err(e);
         }
     };
+    if let Some(cfg) = &daemon.config.docker_plugin {
+        log::info!(
+            "Docker volume plugin on {} (volumes mounted in {})",
+            cfg.socket.display(),
+            cfg.volume_dir.display()
+        );
+    }
     log::info!(
         "goldenfs {} listening on {} (pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -289,6 +307,9 @@ pub fn run(config: DaemonConfig) -> Result<()> {
         daemon.registry.mountpoints().len()
     ));
     drop(server);
+    if let Some(plugin) = plugin {
+        plugin.stop();
+    }
     daemon.shutdown();
     notifier.status("stopped: every session unmounted");
     log::info!("stopped");
