@@ -3,6 +3,8 @@
 //! # Lock order
 //! Locks are only ever taken in this order (a later one may be taken while
 //! holding an earlier one, never the reverse):
+//! 0. a Docker volume's mutex ([`docker_plugin`]) — held across a whole
+//!    plugin operation on that volume, which calls the handlers below;
 //! 1. a session's [`registry::Slot`] mutex — held across that session's
 //!    mount/unmount syscalls, promotion or discard;
 //! 2. the store's locks, in the order documented in [`crate::store`]

@@ -159,7 +159,10 @@ impl Volumes {
                         "volume {name} was promoted to generation {n} of {project}; remove it ('docker volume rm {name}') and create it again, or pick another name"
                     )));
                 }
-                Fate::Gone => log::warn!("volume {name}: its session is gone; creating it again"),
+                Fate::Gone => {
+                    log::warn!("volume {name}: its session is gone; creating it again");
+                    self.daemon.store.write_volume_record(&wanted)?;
+                }
             },
             None => {
                 if let Ok(s) = self.daemon.store.session(name) {
