@@ -203,6 +203,7 @@ impl Volumes {
     /// `VolumeDriver.Mount`: the first ID mounts the view, later ones share it.
     pub(super) fn mount(&self, name: &str, id: &str) -> Result<String> {
         crate::names::validate("volume", name)?;
+        self.record(name)?; // no lock entry for names that are not volumes
         let lock = self.lock(name);
         let mut refs = lock.lock();
         let rec = self.record(name)?;
@@ -274,6 +275,7 @@ impl Volumes {
     /// unmounts the view and, for a `promote=true` volume, promotes it.
     pub(super) fn unmount(&self, name: &str, id: &str) -> Result<()> {
         crate::names::validate("volume", name)?;
+        self.record(name)?; // no lock entry for names that are not volumes
         let lock = self.lock(name);
         let mut refs = lock.lock();
         let mut rec = self.record(name)?;
@@ -383,6 +385,7 @@ impl Volumes {
     /// the session (if it still has one) and forgets the volume.
     pub(super) fn remove(&self, name: &str) -> Result<()> {
         crate::names::validate("volume", name)?;
+        self.record(name)?; // no lock entry for names that are not volumes
         let lock = self.lock(name);
         let refs = lock.lock();
         let rec = self.record(name)?;
@@ -428,6 +431,7 @@ impl Volumes {
     /// `VolumeDriver.Path`.
     pub(super) fn path(&self, name: &str) -> Result<String> {
         crate::names::validate("volume", name)?;
+        self.record(name)?; // no lock entry for names that are not volumes
         let lock = self.lock(name);
         let refs = lock.lock();
         self.record(name)?;
@@ -437,6 +441,7 @@ impl Volumes {
     /// `VolumeDriver.Get`: name, mountpoint, creation time and a status.
     pub(super) fn get(&self, name: &str) -> Result<Value> {
         crate::names::validate("volume", name)?;
+        self.record(name)?; // no lock entry for names that are not volumes
         let lock = self.lock(name);
         let refs = lock.lock();
         let rec = self.record(name)?;
