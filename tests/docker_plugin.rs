@@ -435,3 +435,69 @@ fn volume_options_survive_a_daemon_restart_and_nothing_stays_mounted() {
     d.stop();
     assert!(!exists(plugin_socket(&d)), "the plugin socket is removed at shutdown");
 }
+
+#[test]
+fn a_busy_last_unmount_detaches_lazily_and_does_not_promote() {
+    let d = start();
+    d.create_project_with("web", fill_sample);
+    create(&d, "warm", json!({"project": "web", "promote": "true"}));
+    let mp = PathBuf::from(mount(&d, "warm", "c1"));
+    write(mp.join("f.txt"), "x\n");
+    // A process outside the container keeps a file of the view open.
+    let held = std::fs::File::open(mp.join("f.txt")).unwrap();
+    let e = err(&d, "VolumeDriver.Unmount", json!({"Name": "warm", "ID": "c1"}));
+    assert!(
+        e.contains("detached lazily and NOT promoted") && e.contains("goldenfs promote web warm"),
+        "{e}"
+    );
+    assert!(!is_mounted(&mp), "detached");
+    assert_eq!(d.current_generation("web"), 1, "a lazily detached view is not promoted");
+    assert_eq!(get(&d, "warm")["Status"]["state"], json!("unmounted"));
+    drop(held);
+    d.ok(&["promote", "web", "warm"]);
+    assert_eq!(get(&d, "warm")["Status"]["promoted_to"], json!(2));
+}
+
+#[test]
+fn concurrent_mounts_of_one_volume_share_one_view() {
+    let d = start();
+    d.create_project_with("web", fill_sample);
+    create(&d, "v1", json!({"project": "web"}));
+    let paths: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let d = &d;
+                s.spawn(move || mount(d, "v1", &format!("c{i}")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(paths.iter().all(|p| *p == paths[0]), "{paths:?}");
+    assert_eq!(get(&d, "v1")["Status"]["mounts"], json!(6));
+    for i in 0..6 {
+        assert!(is_mounted(Path::new(&paths[0])), "unmounted before c{i} left");
+        unmount(&d, "v1", &format!("c{i}"));
+    }
+    assert!(!is_mounted(Path::new(&paths[0])));
+}
+
+#[test]
+fn a_volume_dir_inside_the_store_is_refused_at_start() {
+    let tmp = tempdir("plugin-vols-");
+    let state = tmp.path().join("state");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("daemon")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--socket")
+        .arg(tmp.path().join("g.sock"))
+        .arg(format!("--docker-plugin={}", tmp.path().join("p.sock").display()))
+        .arg("--docker-volume-dir")
+        .arg(state.join("vols"));
+    let out = output_with_timeout(cmd, Duration::from_secs(60), "goldenfs daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the daemon started:\n{stderr}");
+    assert!(stderr.contains("overlaps the state directory"), "{stderr}");
+    assert!(!exists(state.join("vols")), "nothing is created in the store");
+    assert!(!exists(tmp.path().join("p.sock")));
+}

@@ -68,16 +68,24 @@ fn call<T: DeserializeOwned>(d: &Daemon, req: Request) -> Result<T> {
 impl Volumes {
     /// Creates the volume directory (outside the store).
     pub(super) fn new(daemon: Arc<Daemon>, dir: &Path) -> Result<Volumes> {
-        let what = |e| Error::io(format!("creating --docker-volume-dir {}", dir.display()), e);
-        std::fs::create_dir_all(dir).map_err(what)?;
-        let dir = std::fs::canonicalize(dir).map_err(what)?;
-        if daemon.store.overlaps(&dir) {
-            return Err(Error::invalid(format!(
+        let overlap = |dir: &Path| {
+            Error::invalid(format!(
                 "--docker-volume-dir {} overlaps the state directory {}; pick a directory outside the store, e.g. {}",
                 dir.display(),
                 daemon.store.root().display(),
                 super::DEFAULT_VOLUME_DIR
-            )));
+            ))
+        };
+        // Before creating it (nothing may appear in the store), and once
+        // resolved (symlinks).
+        if daemon.store.overlaps(dir) {
+            return Err(overlap(dir));
+        }
+        let what = |e| Error::io(format!("creating --docker-volume-dir {}", dir.display()), e);
+        std::fs::create_dir_all(dir).map_err(what)?;
+        let dir = std::fs::canonicalize(dir).map_err(what)?;
+        if daemon.store.overlaps(&dir) {
+            return Err(overlap(&dir));
         }
         Ok(Volumes {
             daemon,
