@@ -586,3 +586,24 @@ fn random_and_garbled_requests_never_harm_the_daemon_or_the_store() {
     assert_eq!(generation_of(Path::new(&mp)), 1);
     unmount(&d, "v1", "c1");
 }
+
+#[test]
+fn a_volume_whose_session_was_discarded_says_so_and_can_be_created_again() {
+    let d = start();
+    d.create_project_with("web", fill_sample);
+    create(&d, "v1", json!({"project": "web"}));
+    d.ok(&["session", "discard", "v1"]);
+    assert_eq!(get(&d, "v1")["Status"]["state"], json!("session gone"));
+    let e = err(&d, "VolumeDriver.Mount", json!({"Name": "v1", "ID": "c1"}));
+    assert!(
+        e.contains("no session any more") && e.contains("docker volume rm v1"),
+        "{e}"
+    );
+    create(&d, "v1", json!({"project": "web"}));
+    assert_eq!(get(&d, "v1")["Status"]["state"], json!("unmounted"));
+    let mp = mount(&d, "v1", "c1");
+    assert_eq!(generation_of(Path::new(&mp)), 1);
+    unmount(&d, "v1", "c1");
+    ok(&d, "VolumeDriver.Remove", json!({"Name": "v1"}));
+    assert!(d.session_names().is_empty());
+}
