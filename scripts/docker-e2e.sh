@@ -42,14 +42,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/docker-lib.sh"
 export LC_ALL=C
 
-case ${1:-} in
-    "") ;;
-    -h | --help) gfs_usage ;;
-    *) die "unknown option '$1' (see --help)" ;;
-esac
+gfs_no_options "$@"
 
-gfs_init docker-e2e
-docker_init
+docker_init docker-e2e
 
 # bk_step_times LOG: `STEP<TAB>INSTRUCTION<TAB>SECONDS` for each RUN/COPY
 # step of a BuildKit --progress=plain log, and `export` for the layers.
@@ -88,10 +83,7 @@ step_done
 # ---------------------------------------------------------------- 3
 
 step 3 "dockerd stopped cleanly, warm unmounted, promoted to generation 2"
-dockerd_stop warm || fail "dockerd on warm exited with status $? (log: logs/dockerd-warm.log)"
-check_dockerd_log warm
-left=$(mounts_under "$WORK/warm")
-[ -z "$left" ] || fail "mounts left on the warm view after dockerd stopped: $left"
+dockerd_stop_checked warm "$WORK/warm"
 ok "dockerd exited 0; nothing mounted on the view"
 "$BIN" session unmount warm >/dev/null
 "$BIN" promote docker warm --json >"$WORK/logs/promote.json"
@@ -133,10 +125,7 @@ step_done
 
 step 6 "teardown; the same builds on a plain directory; build-time ratios"
 for s in s1 s2; do
-    dockerd_stop "$s" || fail "dockerd on $s exited with status $?"
-    check_dockerd_log "$s"
-    left=$(mounts_under "$WORK/$s")
-    [ -z "$left" ] || fail "mounts left on the $s view after dockerd stopped: $left"
+    dockerd_stop_checked "$s" "$WORK/$s"
     "$BIN" session unmount "$s" >/dev/null
     "$BIN" session discard "$s" >/dev/null
 done

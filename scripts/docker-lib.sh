@@ -3,9 +3,9 @@
 # rebuilds, isolation), and a cleanup that leaves no dockerd, container,
 # mount or cgroup of the run behind.
 #
-# Usage (after lib.sh's gfs_init):
+# Usage (after lib.sh):
 #   source "$(dirname "${BASH_SOURCE[0]}")/docker-lib.sh"
-#   docker_init            # RUN_DIR, CGROUP_PARENT, DOCKER; cleanup hook set
+#   docker_init NAME       # gfs_init NAME; RUN_DIR, CGROUP_PARENT, DOCKER; cleanup hook
 #   docker_setup           # packages, goldenfs ($BIN), base.tar, ctx/, expected.txt
 #   dockerd_start NAME DATA_ROOT; dk NAME ARGS...; dockerd_stop NAME
 #   scenario_builds NAME; scenario_cached NAME; scenario_isolation ...
@@ -13,8 +13,11 @@
 # A dockerd NAME is reached at $RUN_DIR/NAME.sock and logs to
 # $WORK/logs/dockerd-NAME.log, wherever it runs.
 
-# docker_init: the run's directories and variables, the cleanup hook.
+# docker_init NAME: gfs_init NAME, then the run's directories and variables
+# and the cleanup hook.
 docker_init() {
+    local d
+    gfs_init "$1"
     RUN_DIR="$WORK/run"                 # dockerd exec-roots, sockets, pidfiles, keys
     CGROUP_PARENT="/$(basename "$WORK")" # every container cgroup of this run lives below it
     export DOCKER_CONFIG="$WORK/docker-config"
@@ -107,6 +110,17 @@ dockerd_stop() {
     wait "$pid" 2>/dev/null || status=$?
     unset "DOCKERD_PID[$name]"
     return "$status"
+}
+
+# dockerd_stop_checked NAME DIR: dockerd NAME stopped; it must exit 0, log
+# no filesystem error and leave nothing mounted under DIR (its data-root).
+dockerd_stop_checked() {
+    local name=$1 dir=$2 status=0 left
+    dockerd_stop "$name" || status=$?
+    [ "$status" = 0 ] || fail "dockerd $name exited with status $status (log: logs/dockerd-$name.log)"
+    check_dockerd_log "$name"
+    left=$(mounts_under "$dir")
+    [ -z "$left" ] || fail "mounts left under $dir after dockerd $name stopped: $left"
 }
 
 # Mount points under DIR/ (not DIR itself) other than goldenfs views,
