@@ -185,6 +185,7 @@ version_in() {
 
 say "Setup: packages, goldenfs, build context, session image"
 docker_setup
+"$BIN" daemon --help | grep -q -- --docker-plugin || die "$BIN has no 'daemon --docker-plugin' (the Docker volume plugin)"
 # The session image: an empty root whose /bin, /lib, /lib64 lead to the
 # host's /usr, bind-mounted read-only (SESSION_ARGS). /sbin is a directory:
 # Docker bind-mounts tini at /sbin/docker-init.
