@@ -375,6 +375,19 @@ pub struct StatusResult {
     /// Long operations in progress, with their counters.
     #[serde(default)]
     pub operations: Vec<OperationProgress>,
+    /// The Docker volume plugin, when the daemon serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_plugin: Option<DockerPluginStatus>,
+}
+
+/// `status.docker_plugin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerPluginStatus {
+    pub socket: String,
+    /// Where volumes are mounted.
+    pub volume_dir: String,
+    /// Volumes created through the plugin (see `VolumeDriver.List`).
+    pub volumes: usize,
 }
 
 /// Result of `operations`.

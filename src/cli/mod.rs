@@ -43,7 +43,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon in the foreground (owns the store and every mount)
-    #[command(after_help = "Example:\n  RUST_LOG=info goldenfs daemon --state-dir /var/lib/goldenfs --allow-uid 1000")]
+    #[command(
+        after_help = "Examples:\n  RUST_LOG=info goldenfs daemon --state-dir /var/lib/goldenfs --allow-uid 1000\n  goldenfs daemon --docker-plugin     # + Docker volume plugin on /run/docker/plugins/goldenfs.sock\n  docker volume create -d goldenfs -o project=web v1"
+    )]
     Daemon {
         /// Store directory (one filesystem)
         #[arg(long, default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
@@ -57,6 +59,13 @@ enum Command {
         /// Compact a project in the background once a promotion leaves it more than N layers deep (0: never)
         #[arg(long, default_value_t = DEFAULT_COMPACT_DEPTH, value_name = "N")]
         compact_depth: usize,
+        /// Also serve the Docker volume plugin on SOCKET [default: /run/docker/plugins/goldenfs.sock]
+        #[arg(long, value_name = "SOCKET", num_args = 0..=1, require_equals = true,
+              default_missing_value = crate::daemon::docker_plugin::DEFAULT_SOCKET)]
+        docker_plugin: Option<PathBuf>,
+        /// Where the plugin mounts volumes (outside the store) [default: /run/goldenfs/volumes]
+        #[arg(long, value_name = "DIR", requires = "docker_plugin")]
+        docker_volume_dir: Option<PathBuf>,
     },
     /// Create, list and delete projects
     #[command(
@@ -293,6 +302,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             allow_uid,
             threads,
             compact_depth,
+            docker_plugin,
+            docker_volume_dir,
         } => {
             crate::daemon::reexec_with_allocator_tunables();
             // fuser's own unmount-on-drop runs after ours and warns that the
@@ -310,12 +321,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .init();
             let state_dir = absolute(&state_dir, "--state-dir")?;
             let socket = absolute_lenient(&socket);
+            let docker_plugin = docker_plugin.map(|p| crate::daemon::docker_plugin::DockerPluginConfig {
+                socket: absolute_lenient(&p),
+                volume_dir: absolute_lenient(
+                    &docker_volume_dir.unwrap_or_else(|| crate::daemon::docker_plugin::DEFAULT_VOLUME_DIR.into()),
+                ),
+            });
             crate::daemon::run(DaemonConfig {
                 state_dir,
                 socket,
                 allow_uids: allow_uid,
                 threads,
                 compact_depth,
+                docker_plugin,
             })?;
             Ok(())
         }
@@ -547,6 +565,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "goldenfs {} (pid {}, up since {})\nstate dir: {} ({})\nsocket:    {}\n",
                     r.version, r.pid, r.started_at, r.state_dir, r.backing_fs, r.socket
                 );
+                if let Some(p) = &r.docker_plugin {
+                    s += &format!(
+                        "docker plugin: {} ({} volumes, mounted in {})\n",
+                        p.socket, p.volumes, p.volume_dir
+                    );
+                }
                 s += &format!("projects ({}):\n", r.projects.len());
                 for p in &r.projects {
                     s += &format!(
@@ -704,6 +728,14 @@ mod tests {
             &["goldenfs", "project", "list", "--json"],
             &["goldenfs", "compact", "web", "--json"],
             &["goldenfs", "daemon", "--compact-depth", "0"],
+            &["goldenfs", "daemon", "--docker-plugin"],
+            &[
+                "goldenfs",
+                "daemon",
+                "--docker-plugin=/p.sock",
+                "--docker-volume-dir",
+                "/v",
+            ],
             &["goldenfs", "project", "delete", "web", "--force"],
             &["goldenfs", "session", "mount", "web", "s1", "/mnt/s1"],
             &["goldenfs", "session", "unmount", "s1", "--lazy"],
@@ -721,6 +753,7 @@ mod tests {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
         assert!(Cli::try_parse_from(["goldenfs", "project", "create", "web", "--move"]).is_err());
+        assert!(Cli::try_parse_from(["goldenfs", "daemon", "--docker-volume-dir", "/v"]).is_err());
     }
 
     #[test]

@@ -254,7 +254,7 @@ fn session_discard(d: &Daemon, session: &str, force: bool) -> Result<DiscardResu
     })
 }
 
-fn session_info(d: &Daemon, rec: SessionRecord) -> SessionInfo {
+pub(super) fn session_info(d: &Daemon, rec: SessionRecord) -> SessionInfo {
     let slot = d.registry.slot(&rec.session);
     // A slot busy with a mount or unmount: report what the registry claims.
     let mounted_at = match slot.try_lock() {
@@ -318,5 +318,10 @@ fn status(d: &Daemon) -> Result<StatusResult> {
         sessions: session_list(d),
         compactions: d.store.running_compactions(),
         operations: d.store.operations(),
+        docker_plugin: d.config.docker_plugin.as_ref().map(|p| DockerPluginStatus {
+            socket: p.socket.display().to_string(),
+            volume_dir: p.volume_dir.display().to_string(),
+            volumes: d.store.volume_records().map(|v| v.len()).unwrap_or(0),
+        }),
     })
 }

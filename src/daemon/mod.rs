@@ -3,6 +3,8 @@
 //! # Lock order
 //! Locks are only ever taken in this order (a later one may be taken while
 //! holding an earlier one, never the reverse):
+//! 0. a Docker volume's mutex ([`docker_plugin`]) — held across a whole
+//!    plugin operation on that volume, which calls the handlers below;
 //! 1. a session's [`registry::Slot`] mutex — held across that session's
 //!    mount/unmount syscalls, promotion or discard;
 //! 2. the store's locks, in the order documented in [`crate::store`]
@@ -14,6 +16,7 @@
 //! Two slots are never held at once, except by `project delete --force`,
 //! which holds none while it discards each session in turn.
 
+pub mod docker_plugin;
 mod handlers;
 pub mod mountpoint;
 pub mod notify;
@@ -49,6 +52,8 @@ pub struct DaemonConfig {
     /// Compact a project in the background when a promotion leaves its
     /// current generation deeper than this many layers (0: never).
     pub compact_depth: usize,
+    /// Serve the Docker volume plugin (`--docker-plugin`).
+    pub docker_plugin: Option<docker_plugin::DockerPluginConfig>,
 }
 
 /// Default `--compact-depth`.
@@ -264,13 +269,28 @@ pub fn run(config: DaemonConfig) -> Result<()> {
         crate::fault::pause("daemon:before-store-open");
         Ok((server, Daemon::open(config)?))
     })();
-    let (server, daemon) = match started {
-        Ok((server, daemon)) => (server, Arc::new(daemon)),
+    let started = started.and_then(|(server, daemon)| {
+        let daemon = Arc::new(daemon);
+        let plugin = match &daemon.config.docker_plugin {
+            Some(cfg) => Some(docker_plugin::PluginServer::start(daemon.clone(), cfg)?),
+            None => None,
+        };
+        Ok((server, daemon, plugin))
+    });
+    let (server, daemon, plugin) = match started {
+        Ok(x) => x,
         Err(e) => {
             notifier.status(&format!("cannot start: {e}"));
             return Err(e);
         }
     };
+    if let Some(cfg) = &daemon.config.docker_plugin {
+        log::info!(
+            "Docker volume plugin on {} (volumes mounted in {})",
+            cfg.socket.display(),
+            cfg.volume_dir.display()
+        );
+    }
     log::info!(
         "goldenfs {} listening on {} (pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -289,6 +309,9 @@ pub fn run(config: DaemonConfig) -> Result<()> {
         daemon.registry.mountpoints().len()
     ));
     drop(server);
+    if let Some(plugin) = plugin {
+        plugin.stop();
+    }
     daemon.shutdown();
     notifier.status("stopped: every session unmounted");
     log::info!("stopped");

@@ -76,34 +76,7 @@ impl Server {
     /// peer is still checked). Refuses when another daemon answers there;
     /// removes a stale socket file.
     pub fn bind(path: &Path, world_connectable: bool) -> Result<Server> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating the socket directory {}", dir.display()), e))?;
-        }
-        match std::fs::symlink_metadata(path) {
-            Ok(m) => {
-                use std::os::unix::fs::FileTypeExt;
-                if !m.file_type().is_socket() {
-                    return Err(Error::exists(format!(
-                        "{} exists and is not a socket; remove it or pass another --socket",
-                        path.display()
-                    )));
-                }
-                if UnixStream::connect(path).is_ok() {
-                    return Err(Error::busy(format!(
-                        "another goldenfs daemon is already answering on {}; stop it first or pass another --socket",
-                        path.display()
-                    )));
-                }
-                log::info!("removing stale socket {}", path.display());
-                std::fs::remove_file(path)
-                    .map_err(|e| Error::io(format!("removing stale socket {}", path.display()), e))?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
-        }
+        prepare_socket_path(path, "--socket")?;
         let listener = UnixListener::bind(path).map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
         let server = Server {
             listener,
@@ -235,6 +208,41 @@ impl Server {
             }
         }
     }
+}
+
+/// Makes `path` ready for a new socket: creates its directory, refuses when
+/// something answers there (another daemon), removes a stale socket file.
+/// `flag` names the option that chose the path, for the message.
+pub(super) fn prepare_socket_path(path: &Path, flag: &str) -> Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating the socket directory {}", dir.display()), e))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !m.file_type().is_socket() {
+                return Err(Error::exists(format!(
+                    "{} exists and is not a socket; remove it or pass another {flag}",
+                    path.display()
+                )));
+            }
+            if UnixStream::connect(path).is_ok() {
+                return Err(Error::busy(format!(
+                    "another goldenfs daemon is already answering on {}; stop it first or pass another {flag}",
+                    path.display()
+                )));
+            }
+            log::info!("removing stale socket {}", path.display());
+            std::fs::remove_file(path)
+                .map_err(|e| Error::io(format!("removing stale socket {}", path.display()), e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
+    }
+    Ok(())
 }
 
 impl Drop for Server {

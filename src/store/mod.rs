@@ -23,7 +23,7 @@
 //! the write lock only if `current` is still the generation it flattened.
 
 mod atomic;
-pub use atomic::unique_name;
+pub use atomic::{now_rfc3339, unique_name};
 
 mod compact;
 mod gc;
@@ -38,6 +38,7 @@ mod session;
 mod tests;
 #[cfg(test)]
 mod tests_compact;
+mod volumes;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,7 @@ pub use progress::{OperationKind, OperationProgress};
 pub use promote::{PromoteReport, RollbackReport};
 pub use recovery::RecoveryReport;
 pub use session::OpenedSession;
+pub use volumes::VolumeRecord;
 
 /// One project in memory.
 pub struct Project {

@@ -89,8 +89,9 @@ impl Store {
 
     /// Creates the session record pinned to the current generation: read
     /// lock, read current, build `sessions/S` in `work/`, rename it into
-    /// place, release.
-    fn create_session(&self, project: &str, session: &str) -> Result<SessionRecord> {
+    /// place, release. The caller checks the names; an existing session is
+    /// an `already_exists` error.
+    pub fn create_session(&self, project: &str, session: &str) -> Result<SessionRecord> {
         let p = self.project(project)?;
         let st = p.state.read();
         if st.deleted {

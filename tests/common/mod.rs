@@ -286,7 +286,8 @@ impl Daemon {
         Self::start_with(&[])
     }
 
-    /// Like [`Daemon::start`] with extra `goldenfs daemon` options.
+    /// Like [`Daemon::start`] with extra `goldenfs daemon` options; `{root}`
+    /// in them stands for the daemon's temporary root (see [`Daemon::root`]).
     pub fn start_with(extra: &[&str]) -> Daemon {
         Self::start_after(extra, |_| ()).1
     }
@@ -305,6 +306,8 @@ impl Daemon {
         fs::create_dir(&state).expect("create state dir");
         fs::create_dir(root_path.join("mnt")).expect("create mnt dir");
         fs::create_dir(root_path.join("src")).expect("create src dir");
+        let root_str = root_path.display().to_string();
+        let extra_args = extra.iter().map(|s| s.replace("{root}", &root_str)).collect();
         let d = Daemon {
             socket: root_path.join("goldenfs.sock"),
             log: root_path.join("daemon.log"),
@@ -314,7 +317,7 @@ impl Daemon {
             child: Mutex::new(None),
             mounts: Mutex::new(Vec::new()),
             dir_seq: AtomicUsize::new(0),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            extra_args,
             env: Mutex::new(Vec::new()),
         };
         let t = setup(&d.root_path);
