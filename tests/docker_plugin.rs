@@ -501,3 +501,109 @@ fn a_volume_dir_inside_the_store_is_refused_at_start() {
     assert!(!exists(state.join("vols")), "nothing is created in the store");
     assert!(!exists(tmp.path().join("p.sock")));
 }
+
+/// Sends `bytes` as they are, closes the sending side and returns whatever
+/// comes back.
+fn raw_exchange(sock: &Path, bytes: &[u8]) -> Vec<u8> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn random_and_garbled_requests_never_harm_the_daemon_or_the_store() {
+    let d = start();
+    d.create_project_with("web", fill_sample);
+    let sock = plugin_socket(&d);
+    let before = snapshot(d.state_dir());
+    let names = [
+        json!("../x"),
+        json!(""),
+        json!(7),
+        json!(null),
+        json!("a".repeat(300)),
+        json!("ghost"),
+        json!({"a": 1}),
+        json!("v1/.."),
+        json!(".hidden"),
+    ];
+    let opts = [
+        json!(null),
+        json!({}),
+        json!({"project": "nope"}),
+        json!({"project": "../p"}),
+        json!({"project": "web", "x": "y"}),
+        json!([1, 2]),
+        json!({"project": 5}),
+        json!({"promote": "true"}),
+    ];
+    let endpoints = [
+        "Plugin.Activate",
+        "VolumeDriver.Create",
+        "VolumeDriver.Remove",
+        "VolumeDriver.Mount",
+        "VolumeDriver.Unmount",
+        "VolumeDriver.Path",
+        "VolumeDriver.Get",
+        "VolumeDriver.List",
+        "VolumeDriver.Capabilities",
+        "VolumeDriver.Create/../x",
+    ];
+    let mut rng = Rng::new(0x9f5e_d0c4);
+    for round in 0..300 {
+        let endpoint = rng.pick(&endpoints).unwrap();
+        let mut body = json!({"Name": rng.pick(&names).unwrap(), "ID": rng.pick(&names).unwrap(), "Opts": rng.pick(&opts).unwrap()})
+            .to_string();
+        if rng.one_in(3) {
+            body.truncate(rng.below(body.len() + 1));
+        }
+        if rng.one_in(5) {
+            // Not HTTP at all, or HTTP cut short.
+            let mut bytes = format!("POST /{endpoint} HTTP/1.1\r\nContent-Length: 999\r\n").into_bytes();
+            bytes.truncate(rng.below(bytes.len() + 1));
+            bytes.extend(rng.data(200));
+            raw_exchange(&sock, &bytes);
+            continue;
+        }
+        let (status, _, v) = http(&sock, "POST", endpoint, &body);
+        assert!(
+            matches!(status, 200 | 400 | 404),
+            "round {round}: {endpoint} {body}: HTTP {status} {v}"
+        );
+        assert!(v.is_object(), "round {round}: {endpoint} {body}: {v}");
+    }
+    assert!(d.is_running());
+    assert!(list_names(&d).is_empty());
+    assert!(d.session_names().is_empty());
+    assert_eq!(snapshot(d.state_dir()), before, "the store changed");
+    // Still fully working.
+    create(&d, "v1", json!({"project": "web"}));
+    let mp = mount(&d, "v1", "c1");
+    assert_eq!(generation_of(Path::new(&mp)), 1);
+    unmount(&d, "v1", "c1");
+}
+
+#[test]
+fn a_volume_whose_session_was_discarded_says_so_and_can_be_created_again() {
+    let d = start();
+    d.create_project_with("web", fill_sample);
+    create(&d, "v1", json!({"project": "web"}));
+    d.ok(&["session", "discard", "v1"]);
+    assert_eq!(get(&d, "v1")["Status"]["state"], json!("session gone"));
+    let e = err(&d, "VolumeDriver.Mount", json!({"Name": "v1", "ID": "c1"}));
+    assert!(
+        e.contains("no session any more") && e.contains("docker volume rm v1"),
+        "{e}"
+    );
+    create(&d, "v1", json!({"project": "web"}));
+    assert_eq!(get(&d, "v1")["Status"]["state"], json!("unmounted"));
+    let mp = mount(&d, "v1", "c1");
+    assert_eq!(generation_of(Path::new(&mp)), 1);
+    unmount(&d, "v1", "c1");
+    ok(&d, "VolumeDriver.Remove", json!({"Name": "v1"}));
+    assert!(d.session_names().is_empty());
+}

@@ -153,7 +153,14 @@ impl Volumes {
             created_at: crate::store::now_rfc3339(),
             promoted_to: None,
         };
-        match self.daemon.store.volume_record(name)? {
+        let foreign_session = |s: crate::store::SessionRecord| {
+            Error::exists(format!(
+                "a goldenfs session named {name} (project {}) exists and was not created by the Docker plugin; pick another volume name, or discard it first ('goldenfs session discard {name}')",
+                s.project
+            ))
+        };
+        // Whether this call writes the record (and removes it on failure).
+        let fresh = match self.daemon.store.volume_record(name)? {
             Some(rec) if rec.project != project || rec.promote != promote => {
                 return Err(Error::exists(format!(
                     "volume {name} already exists with options project={} promote={}; remove it first ('docker volume rm {name}') or pick another name",
@@ -168,20 +175,22 @@ impl Volumes {
                     )));
                 }
                 Fate::Gone => {
+                    if let Ok(s) = self.daemon.store.session(name) {
+                        return Err(foreign_session(s));
+                    }
                     log::warn!("volume {name}: its session is gone; creating it again");
                     self.daemon.store.write_volume_record(&wanted)?;
+                    false
                 }
             },
             None => {
                 if let Ok(s) = self.daemon.store.session(name) {
-                    return Err(Error::exists(format!(
-                        "a goldenfs session named {name} (project {}) exists and was not created by the Docker plugin; pick another volume name, or discard it first ('goldenfs session discard {name}')",
-                        s.project
-                    )));
+                    return Err(foreign_session(s));
                 }
                 self.daemon.store.write_volume_record(&wanted)?;
+                true
             }
-        }
+        };
         let created = {
             let slot = self.daemon.registry.slot(name);
             let _g = slot.lock();
@@ -196,7 +205,7 @@ impl Volumes {
                 Ok(())
             }
             Err(e) => {
-                if let Err(re) = self.daemon.store.remove_volume_record(name) {
+                if fresh && let Err(re) = self.daemon.store.remove_volume_record(name) {
                     log::warn!("volume {name}: {}", re.message);
                 }
                 self.daemon.registry.forget_idle_slot(name);
