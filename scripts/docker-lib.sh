@@ -26,8 +26,9 @@ docker_init() {
     declare -gA DOCKERD_PID=()
     mkdir -p "$RUN_DIR" "$DOCKER_CONFIG" "$WORK/logs"
     # Host directories dockerd and containerd create whatever their roots are
-    # (plugin discovery, shim sockets): removed at cleanup if this run made them.
-    HOST_DIRS=(/run/docker/plugins /run/docker /run/containerd/s /run/containerd)
+    # (plugin discovery, shim sockets, the default root of runc, which BuildKit
+    # leaves behind): removed at cleanup if this run made them.
+    HOST_DIRS=(/run/docker/plugins /run/docker /run/containerd/s /run/containerd /run/runc)
     CREATED_HOST_DIRS=()
     for d in "${HOST_DIRS[@]}"; do [ -e "$d" ] || CREATED_HOST_DIRS+=("$d"); done
     gfs_on_cleanup docker_cleanup
