@@ -11,7 +11,7 @@
 # Everything mounted under $WORK is unmounted at exit.
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-die() { printf '%s: %s\n' "${GFS_SCRIPT:-script}" "$*" >&2; exit 1; }
+die() { printf '%s: %s\n' "${GFS_SCRIPT:-${0##*/}}" "$*" >&2; exit 1; }
 
 GFS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GFS_CLEANUP_HOOKS=()
