@@ -80,13 +80,14 @@ gfs_on_cleanup volume_cleanup
 
 # The session containers: Docker's default capabilities plus SYS_ADMIN
 # (overlayfs, mounts) and NET_ADMIN (runc's network setup), no seccomp
-# (keyctl) or AppArmor profile, the host's cgroup tree writable (cgroup v1:
-# the inner dockerd makes its containers' cgroups there, below its
-# --cgroup-parent), the host's /usr read-only (the image is an empty root:
-# dockerd, containerd, runc and a shell come from docker.io on the host),
-# and tini as PID 1 (`--init`: reaps, forwards SIGTERM, exits with
-# dockerd's status). `--privileged` is not needed (and does not work here).
-SESSION_ARGS=(--init --network none
+# (keyctl) or AppArmor profile, the host's cgroup namespace and cgroup
+# tree, writable (the inner dockerd makes its containers' cgroups there,
+# below its --cgroup-parent; tried on cgroup v1), the host's /usr
+# read-only (the image is an empty root: dockerd, containerd, runc and a
+# shell come from docker.io on the host), and tini as PID 1 (`--init`:
+# reaps, forwards SIGTERM, exits with dockerd's status). `--privileged` is
+# not needed (and does not work here).
+SESSION_ARGS=(--init --network none --cgroupns host
     --cap-add SYS_ADMIN --cap-add NET_ADMIN
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v /usr:/usr:ro)
