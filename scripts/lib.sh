@@ -11,7 +11,7 @@
 # Everything mounted under $WORK is unmounted at exit.
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-die() { printf '%s: %s\n' "${GFS_SCRIPT:-script}" "$*" >&2; exit 1; }
+die() { printf '%s: %s\n' "${GFS_SCRIPT:-${0##*/}}" "$*" >&2; exit 1; }
 
 GFS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GFS_CLEANUP_HOOKS=()
@@ -19,6 +19,15 @@ DAEMON_PID=""
 
 # Prints the header comment of the calling script (its --help) and exits.
 gfs_usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; }
+
+# gfs_no_options "$@": a script that takes no argument but --help.
+gfs_no_options() {
+    case ${1:-} in
+        "") ;;
+        -h | --help) gfs_usage ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+}
 
 # Dies unless $2 is a positive integer; $1 names the option.
 gfs_positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive number, not '$2'"; }
