@@ -93,13 +93,11 @@ SESSION_ARGS=(--init --network none --cgroupns host
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v /usr:/usr:ro)
 
 # vol_mount NAME: the --mount option of goldenfs volume NAME at
-# /var/lib/docker. volume-nocopy: without it, `docker run` of an image that
-# has /var/lib/docker (as this one and docker:dind do) first mounts the
-# volume to copy the image's directory into it, and unmounts it at once
-# (dockerd's populateVolumes at container creation): the plugin sees a
-# last unmount, and promotes a promote=true volume before the container
-# even starts.
-vol_mount() { printf 'type=volume,source=%s,target=/var/lib/docker,volume-driver=goldenfs,volume-nocopy=true' "$1"; }
+# /var/lib/docker. Without volume-nocopy on purpose: the image has
+# /var/lib/docker, so dockerd mounts and unmounts the volume once when it
+# creates the container (to copy the image's directory into it), and a
+# promote=true volume must not be promoted by that unchanged unmount.
+vol_mount() { printf 'type=volume,source=%s,target=/var/lib/docker,volume-driver=goldenfs' "$1"; }
 
 # vol_status VOLUME KEY: a field of the plugin's Status of the volume.
 vol_status() { dk outer volume inspect -f "{{index .Status \"$2\"}}" "$1"; }

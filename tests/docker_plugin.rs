@@ -262,6 +262,25 @@ fn promote_true_volume_becomes_the_next_generation_when_its_last_container_leave
 }
 
 #[test]
+fn an_unchanged_promote_true_volume_is_not_promoted_by_dockerds_copy_in_unmount() {
+    let d = start();
+    d.create_project_with("web", fill_sample);
+    create(&d, "warm", json!({"project": "web", "promote": "true"}));
+    // dockerd's populateVolumes at container creation: a mount and an
+    // unmount under an ID of its own, nothing written.
+    mount(&d, "warm", "copy-in");
+    unmount(&d, "warm", "copy-in");
+    assert_eq!(d.current_generation("web"), 1, "an unchanged session is not promoted");
+    assert_eq!(get(&d, "warm")["Status"]["state"], json!("unmounted"));
+    // The container's own mount follows; its changes are promoted.
+    let mp = PathBuf::from(mount(&d, "warm", "container"));
+    write(mp.join("cache/built.txt"), "warm cache\n");
+    unmount(&d, "warm", "container");
+    assert_eq!(d.current_generation("web"), 2);
+    assert_eq!(get(&d, "warm")["Status"]["promoted_to"], json!(2));
+}
+
+#[test]
 fn a_volume_promoted_with_the_cli_after_its_container_exits_shows_as_promoted() {
     let d = start();
     d.create_project_with("web", fill_sample);
@@ -429,7 +448,8 @@ fn volume_options_survive_a_daemon_restart_and_nothing_stays_mounted() {
     assert_eq!(read(mp.join("f.txt")), "kept\n");
     unmount(&d, "plain", "c2");
     // The promote option still applies.
-    mount(&d, "keep", "c3");
+    let mp = PathBuf::from(mount(&d, "keep", "c3"));
+    write(mp.join("g.txt"), "promoted\n");
     unmount(&d, "keep", "c3");
     assert_eq!(get(&d, "keep")["Status"]["promoted_to"], json!(2));
     d.stop();

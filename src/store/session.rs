@@ -166,6 +166,16 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the session's upper holds anything: an entry made, changed
+    /// or deleted in the view (a change to the root directory's own
+    /// metadata alone does not count).
+    pub fn session_has_changes(&self, session: &str) -> Result<bool> {
+        self.session(session)?;
+        let upper = self.layout.session_upper(session);
+        let mut entries = fs::read_dir(&upper).map_err(|e| Error::io(format!("listing {}", upper.display()), e))?;
+        Ok(entries.next().is_some())
+    }
+
     /// Deletes a session: its upper (all its changes) and its record, which
     /// drops its pin. The caller makes sure it is not mounted.
     pub fn discard_session(&self, session: &str) -> Result<SessionRecord> {

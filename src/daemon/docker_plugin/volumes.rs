@@ -289,7 +289,8 @@ impl Volumes {
     }
 
     /// `VolumeDriver.Unmount`: drops `id`'s reference; the last one
-    /// unmounts the view and, for a `promote=true` volume, promotes it.
+    /// unmounts the view and, for a `promote=true` volume with changes,
+    /// promotes it.
     pub(super) fn unmount(&self, name: &str, id: &str) -> Result<()> {
         crate::names::validate("volume", name)?;
         self.record(name)?; // no lock entry for names that are not volumes
@@ -335,6 +336,14 @@ impl Volumes {
                 "volume {name} was still in use after {} s by a process outside its containers; it was detached lazily and NOT promoted, because that process may still write to it — once it is gone, run 'goldenfs promote {project} {name}'",
                 UNMOUNT_GRACE.as_secs()
             )));
+        }
+        // dockerd mounts and unmounts a volume once before the container
+        // starts, to copy the image's content at the mount target into an
+        // empty volume (a view never is: it has golden-version.json). That
+        // unmount must not promote: only a session with changes is promoted.
+        if !self.daemon.store.session_has_changes(name)? {
+            log::info!("docker volume {name}: unchanged since it was created; not promoted (it stays mountable)");
+            return Ok(());
         }
         let report: PromoteReport = call(
             &self.daemon,
