@@ -88,6 +88,29 @@ pub enum Request {
     Operations {},
 }
 
+impl Request {
+    /// The `op` field (a metrics label).
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Ping {} => "ping",
+            Request::ProjectCreate { .. } => "project_create",
+            Request::ProjectList {} => "project_list",
+            Request::ProjectDelete { .. } => "project_delete",
+            Request::SessionMount { .. } => "session_mount",
+            Request::SessionUnmount { .. } => "session_unmount",
+            Request::SessionDiscard { .. } => "session_discard",
+            Request::SessionList {} => "session_list",
+            Request::Promote { .. } => "promote",
+            Request::Generations { .. } => "generations",
+            Request::Compact { .. } => "compact",
+            Request::Rollback { .. } => "rollback",
+            Request::Gc { .. } => "gc",
+            Request::Status {} => "status",
+            Request::Operations {} => "operations",
+        }
+    }
+}
+
 /// The error object of a failed response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -367,14 +390,94 @@ pub struct StatusResult {
     /// Type of the store's backing filesystem ("ext4", "xfs", …).
     pub backing_fs: String,
     pub started_at: String,
-    pub projects: Vec<ProjectSummary>,
-    pub sessions: Vec<SessionInfo>,
+    pub projects: Vec<ProjectStatus>,
+    pub sessions: Vec<SessionStatus>,
     /// Compactions in progress.
     #[serde(default)]
     pub compactions: Vec<RunningCompaction>,
     /// Long operations in progress, with their counters.
     #[serde(default)]
     pub operations: Vec<OperationProgress>,
+    /// Daemon-wide metrics (docs/metrics.md).
+    pub metrics: DaemonMetrics,
+}
+
+/// A project in `status`: its summary plus `metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectStatus {
+    #[serde(flatten)]
+    pub info: ProjectSummary,
+    pub metrics: ProjectMetrics,
+}
+
+/// Per-project metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProjectMetrics {
+    /// Disk use of the current generation's layers; `null` until each of
+    /// them has been measured once.
+    pub bytes: Option<u64>,
+}
+
+/// A session in `status`: its listing plus `metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    #[serde(flatten)]
+    pub info: SessionInfo,
+    pub metrics: SessionMetrics,
+}
+
+/// Per-session metrics. Counters count since the session's last mount by
+/// this daemon (zero if it was not mounted since the daemon started).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionMetrics {
+    /// Disk use of the upper; `null` until first measured, then at most
+    /// `upper_bytes_age_seconds` old.
+    pub upper_bytes: Option<u64>,
+    pub upper_bytes_age_seconds: Option<f64>,
+    pub open_files: u64,
+    pub open_dirs: u64,
+    pub opens_passthrough: u64,
+    pub opens_cached: u64,
+    pub copy_ups: u64,
+    pub copy_up_bytes: u64,
+    pub whiteouts: u64,
+    /// FUSE requests answered, and how many of them with an error.
+    pub requests: u64,
+    pub errors: u64,
+    /// Per FUSE operation requested at least once.
+    pub ops: Vec<OpMetrics>,
+}
+
+/// Counters of one FUSE operation of one session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpMetrics {
+    pub op: String,
+    pub count: u64,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+/// Daemon-wide metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonMetrics {
+    pub uptime_seconds: f64,
+    pub mounted_views: u64,
+    /// Disk use of every layer plus every session's upper, as far as measured.
+    pub store_bytes: u64,
+    pub layer_bytes: u64,
+    pub upper_bytes: u64,
+    /// Layers and uppers not measured yet (their bytes are missing above).
+    pub sizes_pending: u64,
+    /// Control requests handled, by `op` and `result` (`ok` or the error code).
+    pub control_requests: Vec<ControlRequestCount>,
+}
+
+/// How many control requests of one `op` ended with one `result`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRequestCount {
+    pub op: String,
+    pub result: String,
+    pub count: u64,
 }
 
 /// Result of `operations`.
@@ -413,6 +516,23 @@ mod tests {
             line,
             r#"{"op":"promote","project":"web","session":"s1","if_generation":3}"#
         );
+    }
+
+    #[test]
+    fn op_name_is_the_serialized_op_tag() {
+        for r in [
+            Request::Ping {},
+            Request::ProjectList {},
+            Request::SessionList {},
+            Request::Status {},
+            Request::Operations {},
+            Request::Gc { keep: None },
+            Request::Compact { project: "p".into() },
+            Request::Generations { project: "p".into() },
+        ] {
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["op"], r.op_name());
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ enum Command {
         /// Compact a project in the background once a promotion leaves it more than N layers deep (0: never)
         #[arg(long, default_value_t = DEFAULT_COMPACT_DEPTH, value_name = "N")]
         compact_depth: usize,
+        #[command(flatten)]
+        metrics: crate::daemon::metrics_http::EndpointConfig,
     },
     /// Create, list and delete projects
     #[command(
@@ -293,6 +295,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             allow_uid,
             threads,
             compact_depth,
+            metrics,
         } => {
             crate::daemon::reexec_with_allocator_tunables();
             // fuser's own unmount-on-drop runs after ours and warns that the
@@ -316,6 +319,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 allow_uids: allow_uid,
                 threads,
                 compact_depth,
+                metrics,
             })?;
             Ok(())
         }
@@ -543,39 +547,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { json } => {
             let r: StatusResult = c.call(&Request::Status {})?;
             output(json, &r, || {
-                let mut s = format!(
-                    "goldenfs {} (pid {}, up since {})\nstate dir: {} ({})\nsocket:    {}\n",
-                    r.version, r.pid, r.started_at, r.state_dir, r.backing_fs, r.socket
-                );
-                s += &format!("projects ({}):\n", r.projects.len());
-                for p in &r.projects {
-                    s += &format!(
-                        "  {}: generation {} ({} layers, {} generations kept, {} sessions)\n",
-                        p.project,
-                        p.current_generation,
-                        p.layer_depth,
-                        p.generations,
-                        p.sessions.len()
-                    );
-                }
-                for c in &r.compactions {
-                    s += &format!(
-                        "  {}: compacting generation {} since {}\n",
-                        c.project, c.generation, c.started_at
-                    );
-                }
-                s += &format!("sessions ({}):", r.sessions.len());
-                for x in &r.sessions {
-                    let at = match (&x.mountpoint, x.mounted) {
-                        (Some(m), true) => format!("mounted at {m}"),
-                        _ => "not mounted".into(),
-                    };
-                    s += &format!(
-                        "\n  {} of {} on generation {}: {at}",
-                        x.session, x.project, x.base_generation
-                    );
-                }
-                s + &progress::describe(&r.operations)
+                output::status_text(&r) + &progress::describe(&r.operations)
             })
         }
         Command::Doctor { state_dir, json } => {

@@ -15,10 +15,13 @@
 //! which holds none while it discards each session in turn.
 
 mod handlers;
+pub mod metrics;
+pub mod metrics_http;
 pub mod mountpoint;
 pub mod notify;
 pub mod registry;
 pub mod server;
+mod sizes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +52,8 @@ pub struct DaemonConfig {
     /// Compact a project in the background when a promotion leaves its
     /// current generation deeper than this many layers (0: never).
     pub compact_depth: usize,
+    /// Where to serve Prometheus metrics (nowhere by default).
+    pub metrics: metrics_http::EndpointConfig,
 }
 
 /// Default `--compact-depth`.
@@ -62,6 +67,7 @@ pub struct Daemon {
     pub config: DaemonConfig,
     started_at: String,
     shutting_down: AtomicBool,
+    pub metrics: metrics::Metrics,
 }
 
 impl Daemon {
@@ -92,12 +98,20 @@ impl Daemon {
             config,
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             shutting_down: AtomicBool::new(false),
+            metrics: metrics::Metrics::default(),
         })
     }
 
     /// Answers one request. Never panics on bad input; a bug that panics in a
     /// handler becomes an `internal` error reply.
     pub fn handle(&self, req: Request) -> Response {
+        let op_name = req.op_name();
+        let reply = self.handle_inner(req);
+        self.metrics.count_request(op_name, &reply);
+        reply
+    }
+
+    fn handle_inner(&self, req: Request) -> Response {
         let op = format!("{req:?}");
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handlers::dispatch(self, req))) {
             Ok(Ok(r)) => r,
@@ -254,6 +268,7 @@ pub fn run(config: DaemonConfig) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let started = (|| -> Result<(server::Server, Daemon)> {
+        config.metrics.listen_addr()?; // refuse a bad address before anything starts
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             // A second signal during shutdown exits at once.
             signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
@@ -264,8 +279,12 @@ pub fn run(config: DaemonConfig) -> Result<()> {
         crate::fault::pause("daemon:before-store-open");
         Ok((server, Daemon::open(config)?))
     })();
-    let (server, daemon) = match started {
-        Ok((server, daemon)) => (server, Arc::new(daemon)),
+    let (server, daemon, endpoint) = match started.and_then(|(server, daemon)| {
+        let daemon = Arc::new(daemon);
+        let endpoint = metrics_http::start(&daemon.config.metrics, &daemon)?;
+        Ok((server, daemon, endpoint))
+    }) {
+        Ok(x) => x,
         Err(e) => {
             notifier.status(&format!("cannot start: {e}"));
             return Err(e);
@@ -290,6 +309,7 @@ pub fn run(config: DaemonConfig) -> Result<()> {
     ));
     drop(server);
     daemon.shutdown();
+    drop(endpoint);
     notifier.status("stopped: every session unmounted");
     log::info!("stopped");
     Ok(())

@@ -42,6 +42,7 @@ fn start_with(limits: server::Limits) -> Running {
         allow_uids: vec![],
         threads: 2,
         compact_depth: 0,
+        metrics: Default::default(),
     };
     let server = Server::bind(&socket, false).unwrap().with_limits(limits);
     let daemon = Arc::new(Daemon::open(config).unwrap());

@@ -23,7 +23,7 @@
 //! the write lock only if `current` is still the generation it flattened.
 
 mod atomic;
-pub use atomic::unique_name;
+pub use atomic::{tree_usage, unique_name};
 
 mod compact;
 mod gc;

@@ -203,6 +203,7 @@ fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
         allow_uids: vec![],
         threads: 1,
         compact_depth: 0,
+        metrics: Default::default(),
     };
     let d = Daemon::open(config.clone()).map_err(|e| fail(e.to_string()))?;
     // Something to work on: p0 imported, p1 empty, s0 on p0 with a file.
