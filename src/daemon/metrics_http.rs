@@ -15,17 +15,19 @@ use crate::metrics::expo::CONTENT_TYPE;
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct EndpointConfig {
     /// Serve Prometheus metrics (GET /metrics) over HTTP on this Unix socket (mode 0600)
-    #[arg(long = "metrics-socket", value_name = "PATH")]
-    pub socket: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub metrics_socket: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on this loopback address, e.g. 127.0.0.1:9464
-    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
-    pub listen: Option<String>,
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 impl EndpointConfig {
     /// The TCP address to listen on, refused unless it is a loopback one.
     pub fn listen_addr(&self) -> Result<Option<SocketAddr>> {
-        let Some(raw) = &self.listen else { return Ok(None) };
+        let Some(raw) = &self.metrics_listen else {
+            return Ok(None);
+        };
         let addr: SocketAddr = raw.parse().map_err(|_| {
             Error::invalid(format!(
                 "--metrics-listen {raw}: not an IP address and port; use e.g. 127.0.0.1:9464 or [::1]:9464"
@@ -65,7 +67,7 @@ pub fn start(cfg: &EndpointConfig, daemon: &Arc<Daemon>) -> Result<Endpoint> {
         servers: Vec::new(),
         socket: None,
     };
-    if let Some(path) = &cfg.socket {
+    if let Some(path) = &cfg.metrics_socket {
         let listener = bind_unix(path)?;
         endpoint.socket = Some(path.clone());
         let server = tiny_http::Server::from_listener(listener, None).map_err(|e| {
@@ -80,8 +82,10 @@ pub fn start(cfg: &EndpointConfig, daemon: &Arc<Daemon>) -> Result<Endpoint> {
     if let Some(addr) = cfg.listen_addr()? {
         let server = tiny_http::Server::http(addr)
             .map_err(|e| Error::io(format!("listening for metrics on {addr}"), std::io::Error::other(e)))?;
+        // The bound address: port 0 picks a free one.
+        let bound = server.server_addr().to_ip().unwrap_or(addr);
         endpoint.servers.push(Arc::new(server));
-        log::info!("metrics on http://{addr}/metrics");
+        log::info!("metrics on http://{bound}/metrics");
     }
     for server in &endpoint.servers {
         let (server, daemon) = (server.clone(), daemon.clone());
@@ -156,8 +160,8 @@ mod tests {
 
     fn listen(a: &str) -> Result<Option<SocketAddr>> {
         EndpointConfig {
-            socket: None,
-            listen: Some(a.into()),
+            metrics_socket: None,
+            metrics_listen: Some(a.into()),
         }
         .listen_addr()
     }
