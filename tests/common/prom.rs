@@ -117,11 +117,7 @@ pub fn parse(text: &str) -> Vec<Sample> {
             let mut parts = rest.splitn(3, ' ');
             let (kw, name, arg) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             match kw {
-                Some("HELP") => {
-                    if !helped.insert(name.to_string()) {
-                        fail("HELP twice");
-                    }
-                }
+                Some("HELP") if !helped.insert(name.to_string()) => fail("HELP twice"),
                 Some("TYPE") => {
                     if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&arg) {
                         fail("unknown type");
