@@ -8,8 +8,11 @@
 //! 2. the store's locks, in the order documented in [`crate::store`]
 //!    (maintenance → per-project promote mutex → per-project current-pointer
 //!    `RwLock` → store maps);
-//! 3. the registry's maps (`slots`, `mounts`) — leaves, held briefly, never
-//!    across a syscall that can block on a mount.
+//! 3. the registry's maps (`slots`, `mounts`, `views`) — leaves, held
+//!    briefly, never across a syscall that can block on a mount;
+//! 4. metrics: the control-request counts ([`metrics::Metrics`]) and the
+//!    size cache (`sizes::Sizes`) — leaves, the cache never held across a
+//!    tree walk. The FUSE data path takes no lock for metrics (atomics).
 //!
 //! Two slots are never held at once, except by `project delete --force`,
 //! which holds none while it discards each session in turn.
