@@ -434,18 +434,28 @@ pub struct SessionMetrics {
     /// `upper_bytes_age_seconds` old.
     pub upper_bytes: Option<u64>,
     pub upper_bytes_age_seconds: Option<f64>,
-    pub open_files: u64,
-    pub open_dirs: u64,
-    pub opens_passthrough: u64,
-    pub opens_cached: u64,
-    pub copy_ups: u64,
-    pub copy_up_bytes: u64,
-    pub whiteouts: u64,
+    #[serde(flatten)]
+    pub view: ViewCounters,
     /// FUSE requests answered, and how many of them with an error.
     pub requests: u64,
     pub errors: u64,
     /// Per FUSE operation requested at least once.
     pub ops: Vec<OpMetrics>,
+}
+
+/// A view's handle gauges and copy-on-write counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewCounters {
+    /// Files (the version file included) and directories open now.
+    pub open_files: u64,
+    pub open_dirs: u64,
+    /// Opens whose I/O the kernel does (passthrough), or the daemon.
+    pub opens_passthrough: u64,
+    pub opens_cached: u64,
+    /// Files copied up, and the data bytes they copied.
+    pub copy_ups: u64,
+    pub copy_up_bytes: u64,
+    pub whiteouts: u64,
 }
 
 /// Counters of one FUSE operation of one session.

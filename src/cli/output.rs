@@ -115,9 +115,9 @@ pub(super) fn status_text(r: &StatusResult) -> String {
                 i.project.clone(),
                 i.base_generation.to_string(),
                 bytes(m.upper_bytes),
-                m.open_files.to_string(),
-                m.copy_ups.to_string(),
-                m.whiteouts.to_string(),
+                m.view.open_files.to_string(),
+                m.view.copy_ups.to_string(),
+                m.view.whiteouts.to_string(),
                 m.requests.to_string(),
                 match (&i.mountpoint, i.mounted) {
                     (Some(mp), true) => mp.clone(),

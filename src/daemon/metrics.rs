@@ -147,13 +147,7 @@ impl SessionSnapshot {
             ..SessionMetrics::default()
         };
         if let Some(v) = &self.view {
-            m.open_files = v.open_files;
-            m.open_dirs = v.open_dirs;
-            m.opens_passthrough = v.opens_passthrough;
-            m.opens_cached = v.opens_cached;
-            m.copy_ups = v.copy_ups;
-            m.copy_up_bytes = v.copy_up_bytes;
-            m.whiteouts = v.whiteouts;
+            m.view = v.counters;
             m.requests = v.requests();
             m.errors = v.errors();
             m.ops = v
@@ -272,7 +266,6 @@ fn render_projects(e: &mut Exposition, projects: &[ProjectStatus]) {
 
 fn render_sessions(e: &mut Exposition, sessions: &[SessionSnapshot]) {
     type Field = fn(&SessionSnapshot) -> Option<f64>;
-    let view = |s: &SessionSnapshot, f: fn(&ViewSnapshot) -> u64| s.view.as_ref().map(|v| f(v) as f64);
     let families: [(&str, Kind, &str, Field); 9] = [
         (
             "goldenfs_session_mounted",
@@ -296,31 +289,31 @@ fn render_sessions(e: &mut Exposition, sessions: &[SessionSnapshot]) {
             "goldenfs_session_open_files",
             Kind::Gauge,
             "Files open in the view now.",
-            |s| s.view.as_ref().map(|v| v.open_files as f64),
+            |s| counter(s, |c| c.open_files),
         ),
         (
             "goldenfs_session_open_dirs",
             Kind::Gauge,
             "Directories open in the view now.",
-            |s| s.view.as_ref().map(|v| v.open_dirs as f64),
+            |s| counter(s, |c| c.open_dirs),
         ),
         (
             "goldenfs_session_copy_ups_total",
             Kind::Counter,
             "Files copied up since the view was mounted.",
-            |s| s.view.as_ref().map(|v| v.copy_ups as f64),
+            |s| counter(s, |c| c.copy_ups),
         ),
         (
             "goldenfs_session_copy_up_bytes_total",
             Kind::Counter,
             "File data bytes copied (or cloned) by copy-ups since the view was mounted.",
-            |s| s.view.as_ref().map(|v| v.copy_up_bytes as f64),
+            |s| counter(s, |c| c.copy_up_bytes),
         ),
         (
             "goldenfs_session_whiteouts_total",
             Kind::Counter,
             "Whiteouts created since the view was mounted.",
-            |s| s.view.as_ref().map(|v| v.whiteouts as f64),
+            |s| counter(s, |c| c.whiteouts),
         ),
         (
             "goldenfs_session_fuse_requests_total",
@@ -344,16 +337,21 @@ fn render_sessions(e: &mut Exposition, sessions: &[SessionSnapshot]) {
     );
     for s in sessions {
         for (mode, f) in [
-            ("passthrough", (|v| v.opens_passthrough) as fn(&ViewSnapshot) -> u64),
-            ("cached", |v| v.opens_cached),
+            ("passthrough", (|c| c.opens_passthrough) as fn(&ViewCounters) -> u64),
+            ("cached", |c| c.opens_cached),
         ] {
-            if let Some(n) = view(s, f) {
+            if let Some(n) = counter(s, f) {
                 let [p, x] = session_labels(s);
                 e.sample("goldenfs_session_opens_total", &[p, x, ("mode", mode)], n);
             }
         }
     }
     render_ops(e, sessions);
+}
+
+/// One of a session's view counters, if it was mounted.
+fn counter(s: &SessionSnapshot, f: fn(&ViewCounters) -> u64) -> Option<f64> {
+    s.view.as_ref().map(|v| f(&v.counters) as f64)
 }
 
 fn session_labels(s: &SessionSnapshot) -> [(&'static str, &str); 2] {

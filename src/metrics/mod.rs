@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::overlay::Counters;
+use crate::protocol::ViewCounters;
 
 macro_rules! ops {
     ($($variant:ident => $name:literal),* $(,)?) => {
@@ -113,13 +114,7 @@ pub struct ViewMetrics {
 pub struct ViewSnapshot {
     /// Only operations that were requested at least once.
     pub ops: Vec<OpSnapshot>,
-    pub open_files: u64,
-    pub open_dirs: u64,
-    pub opens_passthrough: u64,
-    pub opens_cached: u64,
-    pub copy_ups: u64,
-    pub copy_up_bytes: u64,
-    pub whiteouts: u64,
+    pub counters: ViewCounters,
 }
 
 impl ViewSnapshot {
@@ -233,8 +228,7 @@ impl ViewMetrics {
                 })
             })
             .collect();
-        ViewSnapshot {
-            ops,
+        let counters = ViewCounters {
             open_files: self.open_files.load(Ordering::Relaxed).max(0) as u64,
             open_dirs: self.open_dirs.load(Ordering::Relaxed).max(0) as u64,
             opens_passthrough: load(&self.opens_passthrough),
@@ -242,7 +236,8 @@ impl ViewMetrics {
             copy_ups: load(&self.overlay.copy_ups),
             copy_up_bytes: load(&self.overlay.copy_up_bytes),
             whiteouts: load(&self.overlay.whiteouts),
-        }
+        };
+        ViewSnapshot { ops, counters }
     }
 }
 
@@ -277,7 +272,7 @@ mod tests {
         m.file_opened(false);
         m.version_opened();
         m.dir_opened();
-        let s = m.snapshot();
+        let s = m.snapshot().counters;
         assert_eq!(
             (s.open_files, s.open_dirs, s.opens_passthrough, s.opens_cached),
             (3, 1, 1, 1)
@@ -286,7 +281,7 @@ mod tests {
         m.file_released();
         m.file_released();
         m.dir_released();
-        let s = m.snapshot();
+        let s = m.snapshot().counters;
         assert_eq!((s.open_files, s.open_dirs), (0, 0));
     }
 
