@@ -139,6 +139,20 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_in_a_measured_tree_is_never_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (inside, outside) = (tmp.path().join("upper"), tmp.path().join("outside"));
+        std::fs::create_dir_all(inside.join("d")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("big"), vec![1u8; 1 << 20]).unwrap();
+        std::os::unix::fs::symlink(&outside, inside.join("link")).unwrap();
+        std::os::unix::fs::symlink(&outside, inside.join("d/link")).unwrap();
+        let bytes = crate::store::tree_usage(&inside);
+        assert!(bytes < 1 << 20, "{bytes}: the walk followed a symlink");
+        assert!(crate::store::tree_usage(&outside) >= 1 << 20);
+    }
+
+    #[test]
     fn trees_are_measured_in_the_background_and_layers_only_once() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("l");
