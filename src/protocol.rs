@@ -399,6 +399,8 @@ pub struct StatusResult {
     #[serde(default)]
     pub operations: Vec<OperationProgress>,
     /// Daemon-wide metrics (docs/metrics.md).
+    /// Absent from a daemon older than the metrics.
+    #[serde(default)]
     pub metrics: DaemonMetrics,
 }
 
@@ -407,6 +409,8 @@ pub struct StatusResult {
 pub struct ProjectStatus {
     #[serde(flatten)]
     pub info: ProjectSummary,
+    /// Absent from a daemon older than the metrics (docs/metrics.md).
+    #[serde(default)]
     pub metrics: ProjectMetrics,
 }
 
@@ -423,6 +427,8 @@ pub struct ProjectMetrics {
 pub struct SessionStatus {
     #[serde(flatten)]
     pub info: SessionInfo,
+    /// Absent from a daemon older than the metrics (docs/metrics.md).
+    #[serde(default)]
     pub metrics: SessionMetrics,
 }
 
@@ -526,6 +532,24 @@ mod tests {
             line,
             r#"{"op":"promote","project":"web","session":"s1","if_generation":3}"#
         );
+    }
+
+    #[test]
+    fn status_objects_keep_their_fields_flat_and_read_an_older_daemon_without_metrics() {
+        let old = r#"{"pid":1,"version":"0.1.0","state_dir":"/s","socket":"/x","backing_fs":"ext4",
+            "started_at":"2026-01-01T00:00:00Z","sessions":[{"session":"s1","project":"web",
+            "base_generation":1,"mounted":true,"mountpoint":"/m","created_at":"2026-01-01T00:00:00Z"}],
+            "projects":[{"project":"web","created_at":"2026-01-01T00:00:00Z","current_generation":2,
+            "generations":2,"layer_depth":2,"sessions":["s1"]}]}"#;
+        let st: StatusResult = serde_json::from_str(old).unwrap();
+        assert_eq!(st.sessions[0].metrics, SessionMetrics::default());
+        assert_eq!(st.projects[0].info.layer_depth, 2);
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["sessions"][0]["session"], "s1");
+        assert_eq!(v["sessions"][0]["metrics"]["copy_ups"], 0);
+        assert!(v["sessions"][0]["metrics"]["upper_bytes"].is_null());
+        assert_eq!(v["projects"][0]["current_generation"], 2);
+        assert!(v["metrics"]["control_requests"].is_array());
     }
 
     #[test]
