@@ -260,3 +260,50 @@ fn metrics_listen_serves_on_loopback_and_refuses_other_addresses() {
         v["metrics"]["mounted_views"].as_f64()
     );
 }
+
+#[test]
+fn scrapes_stay_valid_and_counters_only_grow_while_a_view_is_busy() {
+    let (_dir, sock, d) = daemon_with_metrics();
+    d.create_project_with("p", |src| {
+        for i in 0..50 {
+            write(src.join(format!("f{i}")), vec![b'x'; 1000]);
+        }
+    });
+    let mnt = d.mount("p", "s1");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let (mnt, stop) = (mnt.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let f = mnt.join(format!("new-{t}-{i}"));
+                    write(&f, b"data");
+                    let _ = fs::read(mnt.join(format!("f{}", i % 50)));
+                    fs::remove_file(&f).unwrap();
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    let mut last = 0.0;
+    for _ in 0..40 {
+        let s = scrape(&sock); // validates every exposition
+        let total = session_value(&s, "goldenfs_session_fuse_requests_total", "s1").unwrap_or(0.0);
+        assert!(total >= last, "requests went from {last} to {total}");
+        last = total;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let done: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    let s = scrape(&sock);
+    let creates = prom::value(
+        &s,
+        "goldenfs_fuse_requests_total",
+        &[("session", "s1"), ("op", "create")],
+    );
+    assert!(
+        creates.unwrap_or(0.0) >= done as f64,
+        "{creates:?} creates for {done} files"
+    );
+}
