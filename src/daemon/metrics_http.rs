@@ -136,9 +136,14 @@ fn respond(daemon: &Daemon, rq: tiny_http::Request) {
         r
     };
     let reply = match (rq.method(), path) {
-        (Method::Get, "/metrics") => match super::metrics::collect(daemon) {
-            Ok(snap) => {
-                let mut r = Response::from_string(super::metrics::render(&snap));
+        // A bug must not end the endpoint's thread: it becomes a 500.
+        (Method::Get, "/metrics") => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::metrics::collect(daemon).map(|snap| super::metrics::render(&snap))
+        }))
+        .unwrap_or_else(|_| Err(Error::internal("the daemon hit a bug collecting metrics (see its log)")))
+        {
+            Ok(body) => {
+                let mut r = Response::from_string(body);
                 if let Ok(h) = Header::from_bytes("Content-Type", CONTENT_TYPE) {
                     r = r.with_header(h);
                 }
