@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod error;
 pub mod fault;
 pub mod fuse;
+pub mod metrics;
 pub mod names;
 pub mod overlay;
 pub mod protocol;

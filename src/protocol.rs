@@ -88,6 +88,29 @@ pub enum Request {
     Operations {},
 }
 
+impl Request {
+    /// The `op` field (a metrics label).
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Ping {} => "ping",
+            Request::ProjectCreate { .. } => "project_create",
+            Request::ProjectList {} => "project_list",
+            Request::ProjectDelete { .. } => "project_delete",
+            Request::SessionMount { .. } => "session_mount",
+            Request::SessionUnmount { .. } => "session_unmount",
+            Request::SessionDiscard { .. } => "session_discard",
+            Request::SessionList {} => "session_list",
+            Request::Promote { .. } => "promote",
+            Request::Generations { .. } => "generations",
+            Request::Compact { .. } => "compact",
+            Request::Rollback { .. } => "rollback",
+            Request::Gc { .. } => "gc",
+            Request::Status {} => "status",
+            Request::Operations {} => "operations",
+        }
+    }
+}
+
 /// The error object of a failed response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -367,8 +390,8 @@ pub struct StatusResult {
     /// Type of the store's backing filesystem ("ext4", "xfs", …).
     pub backing_fs: String,
     pub started_at: String,
-    pub projects: Vec<ProjectSummary>,
-    pub sessions: Vec<SessionInfo>,
+    pub projects: Vec<ProjectStatus>,
+    pub sessions: Vec<SessionStatus>,
     /// Compactions in progress.
     #[serde(default)]
     pub compactions: Vec<RunningCompaction>,
@@ -378,6 +401,10 @@ pub struct StatusResult {
     /// The Docker volume plugin, when the daemon serves one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_plugin: Option<DockerPluginStatus>,
+    /// Daemon-wide metrics (docs/metrics.md).
+    /// Absent from a daemon older than the metrics.
+    #[serde(default)]
+    pub metrics: DaemonMetrics,
 }
 
 /// `status.docker_plugin`.
@@ -388,6 +415,98 @@ pub struct DockerPluginStatus {
     pub volume_dir: String,
     /// Volumes created through the plugin (see `VolumeDriver.List`).
     pub volumes: usize,
+}
+
+/// A project in `status`: its summary plus `metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectStatus {
+    #[serde(flatten)]
+    pub info: ProjectSummary,
+    /// Absent from a daemon older than the metrics (docs/metrics.md).
+    #[serde(default)]
+    pub metrics: ProjectMetrics,
+}
+
+/// Per-project metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProjectMetrics {
+    /// Disk use of the current generation's layers; `null` until each of
+    /// them has been measured once.
+    pub bytes: Option<u64>,
+}
+
+/// A session in `status`: its listing plus `metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    #[serde(flatten)]
+    pub info: SessionInfo,
+    /// Absent from a daemon older than the metrics (docs/metrics.md).
+    #[serde(default)]
+    pub metrics: SessionMetrics,
+}
+
+/// Per-session metrics. Counters count since the session's last mount by
+/// this daemon (zero if it was not mounted since the daemon started).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionMetrics {
+    /// Disk use of the upper; `null` until first measured, then at most
+    /// `upper_bytes_age_seconds` old.
+    pub upper_bytes: Option<u64>,
+    pub upper_bytes_age_seconds: Option<f64>,
+    #[serde(flatten)]
+    pub view: ViewCounters,
+    /// FUSE requests answered, and how many of them with an error.
+    pub requests: u64,
+    pub errors: u64,
+    /// Per FUSE operation requested at least once.
+    pub ops: Vec<OpMetrics>,
+}
+
+/// A view's handle gauges and copy-on-write counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewCounters {
+    /// Files (the version file included) and directories open now.
+    pub open_files: u64,
+    pub open_dirs: u64,
+    /// Opens whose I/O the kernel does (passthrough), or the daemon.
+    pub opens_passthrough: u64,
+    pub opens_cached: u64,
+    /// Files copied up, and the data bytes they copied.
+    pub copy_ups: u64,
+    pub copy_up_bytes: u64,
+    pub whiteouts: u64,
+}
+
+/// Counters of one FUSE operation of one session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpMetrics {
+    pub op: String,
+    pub count: u64,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+/// Daemon-wide metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonMetrics {
+    pub uptime_seconds: f64,
+    pub mounted_views: u64,
+    /// Disk use of every layer plus every session's upper, as far as measured.
+    pub store_bytes: u64,
+    pub layer_bytes: u64,
+    pub upper_bytes: u64,
+    /// Layers and uppers not measured yet (their bytes are missing above).
+    pub sizes_pending: u64,
+    /// Control requests handled, by `op` and `result` (`ok` or the error code).
+    pub control_requests: Vec<ControlRequestCount>,
+}
+
+/// How many control requests of one `op` ended with one `result`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRequestCount {
+    pub op: String,
+    pub result: String,
+    pub count: u64,
 }
 
 /// Result of `operations`.
@@ -426,6 +545,41 @@ mod tests {
             line,
             r#"{"op":"promote","project":"web","session":"s1","if_generation":3}"#
         );
+    }
+
+    #[test]
+    fn status_objects_keep_their_fields_flat_and_read_an_older_daemon_without_metrics() {
+        let old = r#"{"pid":1,"version":"0.1.0","state_dir":"/s","socket":"/x","backing_fs":"ext4",
+            "started_at":"2026-01-01T00:00:00Z","sessions":[{"session":"s1","project":"web",
+            "base_generation":1,"mounted":true,"mountpoint":"/m","created_at":"2026-01-01T00:00:00Z"}],
+            "projects":[{"project":"web","created_at":"2026-01-01T00:00:00Z","current_generation":2,
+            "generations":2,"layer_depth":2,"sessions":["s1"]}]}"#;
+        let st: StatusResult = serde_json::from_str(old).unwrap();
+        assert_eq!(st.sessions[0].metrics, SessionMetrics::default());
+        assert_eq!(st.projects[0].info.layer_depth, 2);
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["sessions"][0]["session"], "s1");
+        assert_eq!(v["sessions"][0]["metrics"]["copy_ups"], 0);
+        assert!(v["sessions"][0]["metrics"]["upper_bytes"].is_null());
+        assert_eq!(v["projects"][0]["current_generation"], 2);
+        assert!(v["metrics"]["control_requests"].is_array());
+    }
+
+    #[test]
+    fn op_name_is_the_serialized_op_tag() {
+        for r in [
+            Request::Ping {},
+            Request::ProjectList {},
+            Request::SessionList {},
+            Request::Status {},
+            Request::Operations {},
+            Request::Gc { keep: None },
+            Request::Compact { project: "p".into() },
+            Request::Generations { project: "p".into() },
+        ] {
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["op"], r.op_name());
+        }
     }
 
     #[test]

@@ -66,6 +66,8 @@ enum Command {
         /// Where the plugin mounts volumes (outside the store) [default: /run/goldenfs/volumes]
         #[arg(long, value_name = "DIR", requires = "docker_plugin")]
         docker_volume_dir: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: crate::daemon::metrics_http::EndpointConfig,
     },
     /// Create, list and delete projects
     #[command(
@@ -304,6 +306,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             compact_depth,
             docker_plugin,
             docker_volume_dir,
+            metrics,
         } => {
             crate::daemon::reexec_with_allocator_tunables();
             // fuser's own unmount-on-drop runs after ours and warns that the
@@ -334,6 +337,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 threads,
                 compact_depth,
                 docker_plugin,
+                metrics,
             })?;
             Ok(())
         }
@@ -561,45 +565,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status { json } => {
             let r: StatusResult = c.call(&Request::Status {})?;
             output(json, &r, || {
-                let mut s = format!(
-                    "goldenfs {} (pid {}, up since {})\nstate dir: {} ({})\nsocket:    {}\n",
-                    r.version, r.pid, r.started_at, r.state_dir, r.backing_fs, r.socket
-                );
-                if let Some(p) = &r.docker_plugin {
-                    s += &format!(
-                        "docker plugin: {} ({} volumes, mounted in {})\n",
-                        p.socket, p.volumes, p.volume_dir
-                    );
-                }
-                s += &format!("projects ({}):\n", r.projects.len());
-                for p in &r.projects {
-                    s += &format!(
-                        "  {}: generation {} ({} layers, {} generations kept, {} sessions)\n",
-                        p.project,
-                        p.current_generation,
-                        p.layer_depth,
-                        p.generations,
-                        p.sessions.len()
-                    );
-                }
-                for c in &r.compactions {
-                    s += &format!(
-                        "  {}: compacting generation {} since {}\n",
-                        c.project, c.generation, c.started_at
-                    );
-                }
-                s += &format!("sessions ({}):", r.sessions.len());
-                for x in &r.sessions {
-                    let at = match (&x.mountpoint, x.mounted) {
-                        (Some(m), true) => format!("mounted at {m}"),
-                        _ => "not mounted".into(),
-                    };
-                    s += &format!(
-                        "\n  {} of {} on generation {}: {at}",
-                        x.session, x.project, x.base_generation
-                    );
-                }
-                s + &progress::describe(&r.operations)
+                output::status_text(&r) + &progress::describe(&r.operations)
             })
         }
         Command::Doctor { state_dir, json } => {

@@ -5,6 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::Failure;
+use crate::protocol::StatusResult;
 
 pub(super) fn output<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<(), Failure> {
     let text = if json {
@@ -60,4 +61,89 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// The human `goldenfs status`: the daemon, then a table of projects and
+/// one of sessions with their key metrics (`--json` has them all).
+pub(super) fn status_text(r: &StatusResult) -> String {
+    let m = &r.metrics;
+    let mut s = format!(
+        "goldenfs {} (pid {}, up since {}, {} views mounted)\nstate dir: {} ({}, {}{})\nsocket:    {}\n",
+        r.version,
+        r.pid,
+        r.started_at,
+        m.mounted_views,
+        r.state_dir,
+        r.backing_fs,
+        human_bytes(m.store_bytes),
+        if m.sizes_pending > 0 {
+            format!(" so far, {} trees still being measured", m.sizes_pending)
+        } else {
+            String::new()
+        },
+        r.socket
+    );
+    if let Some(p) = &r.docker_plugin {
+        s += &format!(
+            "docker plugin: {} ({} volumes, mounted in {})\n",
+            p.socket, p.volumes, p.volume_dir
+        );
+    }
+    let bytes = |b: Option<u64>| b.map_or_else(|| "…".to_string(), human_bytes);
+    s += &format!("\nprojects ({}):\n", r.projects.len());
+    if !r.projects.is_empty() {
+        let rows = r.projects.iter().map(|p| {
+            let p_ = &p.info;
+            vec![
+                p_.project.clone(),
+                p_.current_generation.to_string(),
+                p_.layer_depth.to_string(),
+                p_.generations.to_string(),
+                p_.sessions.len().to_string(),
+                bytes(p.metrics.bytes),
+            ]
+        });
+        s += &table(&["PROJECT", "GENERATION", "DEPTH", "KEPT", "SESSIONS", "BYTES"], rows);
+        s.push('\n');
+    }
+    for c in &r.compactions {
+        s += &format!(
+            "  {}: compacting generation {} since {}\n",
+            c.project, c.generation, c.started_at
+        );
+    }
+    s += &format!("\nsessions ({}):", r.sessions.len());
+    if !r.sessions.is_empty() {
+        let rows = r.sessions.iter().map(|x| {
+            let (i, m) = (&x.info, &x.metrics);
+            vec![
+                i.session.clone(),
+                i.project.clone(),
+                i.base_generation.to_string(),
+                bytes(m.upper_bytes),
+                m.view.open_files.to_string(),
+                m.view.copy_ups.to_string(),
+                m.view.whiteouts.to_string(),
+                m.requests.to_string(),
+                match (&i.mountpoint, i.mounted) {
+                    (Some(mp), true) => mp.clone(),
+                    _ => "not mounted".into(),
+                },
+            ]
+        });
+        let headers = [
+            "SESSION",
+            "PROJECT",
+            "BASE",
+            "UPPER",
+            "OPEN",
+            "COPY-UPS",
+            "WHITEOUTS",
+            "REQUESTS",
+            "MOUNTED AT",
+        ];
+        s += "\n";
+        s += &table(&headers, rows);
+    }
+    s
 }

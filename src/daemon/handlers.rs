@@ -160,6 +160,7 @@ fn session_mount(d: &Daemon, project: &str, session: &str, raw_mountpoint: &str)
             return Err(e);
         }
     };
+    d.registry.set_view(session, view.metrics());
     g.view = Some(view);
     if let Err(e) = d.store.set_session_mountpoint(session, Some(mp.clone())) {
         log::warn!("session {session}: cannot record its mountpoint: {e}");
@@ -273,7 +274,7 @@ pub(super) fn session_info(d: &Daemon, rec: SessionRecord) -> SessionInfo {
     }
 }
 
-fn session_list(d: &Daemon) -> Vec<SessionInfo> {
+pub(super) fn session_list(d: &Daemon) -> Vec<SessionInfo> {
     d.store.sessions().into_iter().map(|r| session_info(d, r)).collect()
 }
 
@@ -307,6 +308,7 @@ fn generations(d: &Daemon, project: &str) -> Result<GenerationsResult> {
 }
 
 fn status(d: &Daemon) -> Result<StatusResult> {
+    let snap = super::metrics::collect(d)?;
     Ok(StatusResult {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -314,8 +316,15 @@ fn status(d: &Daemon) -> Result<StatusResult> {
         socket: d.config.socket.display().to_string(),
         backing_fs: d.store.fs_type().to_string(),
         started_at: d.started_at.clone(),
-        projects: d.store.list_projects()?,
-        sessions: session_list(d),
+        sessions: snap
+            .sessions
+            .iter()
+            .map(|s| SessionStatus {
+                metrics: s.status_metrics(),
+                info: s.info.clone(),
+            })
+            .collect(),
+        projects: snap.projects,
         compactions: d.store.running_compactions(),
         operations: d.store.operations(),
         docker_plugin: d.config.docker_plugin.as_ref().map(|p| DockerPluginStatus {
@@ -323,5 +332,6 @@ fn status(d: &Daemon) -> Result<StatusResult> {
             volume_dir: p.volume_dir.display().to_string(),
             volumes: d.store.volume_records().map(|v| v.len()).unwrap_or(0),
         }),
+        metrics: snap.daemon,
     })
 }

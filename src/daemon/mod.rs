@@ -10,18 +10,24 @@
 //! 2. the store's locks, in the order documented in [`crate::store`]
 //!    (maintenance → per-project promote mutex → per-project current-pointer
 //!    `RwLock` → store maps);
-//! 3. the registry's maps (`slots`, `mounts`) — leaves, held briefly, never
-//!    across a syscall that can block on a mount.
+//! 3. the registry's maps (`slots`, `mounts`, `views`) — leaves, held
+//!    briefly, never across a syscall that can block on a mount;
+//! 4. metrics: the control-request counts ([`metrics::Metrics`]) and the
+//!    size cache (`sizes::Sizes`) — leaves, the cache never held across a
+//!    tree walk. The FUSE data path takes no lock for metrics (atomics).
 //!
 //! Two slots are never held at once, except by `project delete --force`,
 //! which holds none while it discards each session in turn.
 
 pub mod docker_plugin;
 mod handlers;
+pub mod metrics;
+pub mod metrics_http;
 pub mod mountpoint;
 pub mod notify;
 pub mod registry;
 pub mod server;
+mod sizes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +60,8 @@ pub struct DaemonConfig {
     pub compact_depth: usize,
     /// Serve the Docker volume plugin (`--docker-plugin`).
     pub docker_plugin: Option<docker_plugin::DockerPluginConfig>,
+    /// Where to serve Prometheus metrics (nowhere by default).
+    pub metrics: metrics_http::EndpointConfig,
 }
 
 /// Default `--compact-depth`.
@@ -67,6 +75,7 @@ pub struct Daemon {
     pub config: DaemonConfig,
     started_at: String,
     shutting_down: AtomicBool,
+    pub metrics: metrics::Metrics,
 }
 
 impl Daemon {
@@ -97,12 +106,20 @@ impl Daemon {
             config,
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             shutting_down: AtomicBool::new(false),
+            metrics: metrics::Metrics::default(),
         })
     }
 
     /// Answers one request. Never panics on bad input; a bug that panics in a
     /// handler becomes an `internal` error reply.
     pub fn handle(&self, req: Request) -> Response {
+        let op_name = req.op_name();
+        let reply = self.handle_inner(req);
+        self.metrics.count_request(op_name, &reply);
+        reply
+    }
+
+    fn handle_inner(&self, req: Request) -> Response {
         let op = format!("{req:?}");
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handlers::dispatch(self, req))) {
             Ok(Ok(r)) => r,
@@ -259,6 +276,7 @@ pub fn run(config: DaemonConfig) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let started = (|| -> Result<(server::Server, Daemon)> {
+        config.metrics.listen_addr()?; // refuse a bad address before anything starts
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             // A second signal during shutdown exits at once.
             signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
@@ -271,13 +289,14 @@ pub fn run(config: DaemonConfig) -> Result<()> {
     })();
     let started = started.and_then(|(server, daemon)| {
         let daemon = Arc::new(daemon);
+        let endpoint = metrics_http::start(&daemon.config.metrics, &daemon)?;
         let plugin = match &daemon.config.docker_plugin {
             Some(cfg) => Some(docker_plugin::PluginServer::start(daemon.clone(), cfg)?),
             None => None,
         };
-        Ok((server, daemon, plugin))
+        Ok((server, daemon, endpoint, plugin))
     });
-    let (server, daemon, plugin) = match started {
+    let (server, daemon, endpoint, plugin) = match started {
         Ok(x) => x,
         Err(e) => {
             notifier.status(&format!("cannot start: {e}"));
@@ -313,6 +332,7 @@ pub fn run(config: DaemonConfig) -> Result<()> {
         plugin.stop();
     }
     daemon.shutdown();
+    drop(endpoint);
     notifier.status("stopped: every session unmounted");
     log::info!("stopped");
     Ok(())

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::fuse::MountedView;
+use crate::metrics::ViewMetrics;
 
 /// The per-session slot.
 #[derive(Default)]
@@ -44,6 +45,9 @@ pub struct Registry {
     slots: Mutex<HashMap<String, SlotRef>>,
     /// Mountpoints claimed by sessions (being mounted or mounted).
     mounts: Mutex<BTreeMap<String, PathBuf>>,
+    /// The counters of each session's latest view, kept after it is
+    /// unmounted until the session is gone (for `status` and `/metrics`).
+    views: Mutex<HashMap<String, Arc<ViewMetrics>>>,
 }
 
 impl Registry {
@@ -92,6 +96,21 @@ impl Registry {
 
     pub fn release_mountpoint(&self, session: &str) {
         self.mounts.lock().remove(session);
+    }
+
+    /// Records the counters of `session`'s newly mounted view.
+    pub fn set_view(&self, session: &str, metrics: Arc<ViewMetrics>) {
+        self.views.lock().insert(session.to_string(), metrics);
+    }
+
+    /// The counters of every session's latest view.
+    pub fn views(&self) -> HashMap<String, Arc<ViewMetrics>> {
+        self.views.lock().clone()
+    }
+
+    /// Forgets the counters of sessions not in `sessions`.
+    pub fn retain_views(&self, sessions: &std::collections::HashSet<String>) {
+        self.views.lock().retain(|s, _| sessions.contains(s));
     }
 
     /// Sessions with a claimed mountpoint (mounted, or being mounted).

@@ -43,6 +43,7 @@ fn start_with(limits: server::Limits) -> Running {
         threads: 2,
         compact_depth: 0,
         docker_plugin: None,
+        metrics: Default::default(),
     };
     let server = Server::bind(&socket, false).unwrap().with_limits(limits);
     let daemon = Arc::new(Daemon::open(config).unwrap());

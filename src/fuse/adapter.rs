@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 
 use super::iomode::{IoModes, OpenMode};
 use crate::error::Errno;
+use crate::metrics::{self, Op, ViewMetrics};
 use crate::overlay::{Attr, Caller, DirEntry, Kind, Opened, Overlay, SetAttr, VERSION_INO};
 use crate::sys;
 
@@ -54,11 +55,14 @@ pub(crate) struct FuseView {
     io: IoModes,
     next_fh: AtomicU64,
     passthrough: AtomicBool,
+    /// Request counts and latencies, open handles (read by the daemon).
+    metrics: Arc<ViewMetrics>,
 }
 
 impl FuseView {
-    pub(crate) fn new(core: Arc<Overlay>) -> Self {
+    pub(crate) fn new(core: Arc<Overlay>, metrics: Arc<ViewMetrics>) -> Self {
         FuseView {
+            metrics,
             core,
             handles: Mutex::new(HashMap::new()),
             io: IoModes::default(),
@@ -81,7 +85,7 @@ impl FuseView {
         }
         let handles = self.handles.lock();
         let Some(Handle::Dir { entries: Some(entries) }) = handles.get(&fh) else {
-            return Err(FErrno::EBADF);
+            return Err(fail(FErrno::EBADF));
         };
         Ok(entries
             .iter()
@@ -127,6 +131,7 @@ impl FuseView {
     ) -> (FileHandle, OpenMode) {
         let pt = self.passthrough.load(Ordering::Relaxed);
         let mode = self.io.open(ino, &opened, pt, register);
+        self.metrics.file_opened(mode.backing().is_some());
         let fh = self.add_handle(Handle::File {
             fd: Arc::new(opened.fd),
             ino,
@@ -136,8 +141,15 @@ impl FuseView {
     }
 }
 
+/// The reply errno of a failed request (counted as an error of it).
 fn err(e: Errno) -> FErrno {
-    FErrno::from_i32(e.0)
+    fail(FErrno::from_i32(e.0))
+}
+
+/// Counts the request being handled as failed and returns `e`.
+fn fail(e: FErrno) -> FErrno {
+    metrics::mark_failed();
+    e
 }
 
 fn time(t: (i64, u32)) -> SystemTime {
@@ -238,7 +250,7 @@ fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
 fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
     match r {
         Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() > size as usize => reply.error(FErrno::from_i32(libc::ERANGE)),
+        Ok(v) if v.len() > size as usize => reply.error(fail(FErrno::from_i32(libc::ERANGE))),
         Ok(v) => reply.data(&v),
         Err(e) => reply.error(err(e)),
     }
@@ -269,14 +281,17 @@ impl Filesystem for FuseView {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _t = self.metrics.start(Op::Lookup);
         reply_entry(reply, self.core.lookup(parent.0, name));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _t = self.metrics.start(Op::Forget);
         self.core.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _t = self.metrics.start(Op::Getattr);
         match self.core.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &fattr(&a)),
             Err(e) => reply.error(err(e)),
@@ -301,6 +316,7 @@ impl Filesystem for FuseView {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _t = self.metrics.start(Op::Setattr);
         let s = SetAttr {
             mode,
             uid,
@@ -316,6 +332,7 @@ impl Filesystem for FuseView {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _t = self.metrics.start(Op::Readlink);
         reply_data(reply, self.core.readlink(ino.0));
     }
 
@@ -329,6 +346,7 @@ impl Filesystem for FuseView {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _t = self.metrics.start(Op::Mknod);
         reply_entry(
             reply,
             self.core.mknod(parent.0, name, mode, decode_dev(rdev), caller(req)),
@@ -336,18 +354,22 @@ impl Filesystem for FuseView {
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        let _t = self.metrics.start(Op::Mkdir);
         reply_entry(reply, self.core.mkdir(parent.0, name, mode, caller(req)));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.metrics.start(Op::Unlink);
         reply_empty(reply, self.core.unlink(parent.0, name));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.metrics.start(Op::Rmdir);
         reply_empty(reply, self.core.rmdir(parent.0, name));
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let _t = self.metrics.start(Op::Symlink);
         reply_entry(
             reply,
             self.core.symlink(parent.0, link_name, target.as_os_str(), caller(req)),
@@ -364,6 +386,7 @@ impl Filesystem for FuseView {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _t = self.metrics.start(Op::Rename);
         reply_empty(
             reply,
             self.core.rename(parent.0, name, newparent.0, newname, flags.bits()),
@@ -371,15 +394,18 @@ impl Filesystem for FuseView {
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let _t = self.metrics.start(Op::Link);
         reply_entry(reply, self.core.link(ino.0, newparent.0, newname));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.metrics.start(Op::Open);
         if ino.0 == VERSION_INO {
             if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
-                return reply.error(FErrno::EACCES);
+                return reply.error(fail(FErrno::EACCES));
             }
             let fh = self.add_handle(Handle::Version);
+            self.metrics.version_opened();
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
         }
         let opened = match self.core.open(ino.0, flags.0) {
@@ -404,6 +430,7 @@ impl Filesystem for FuseView {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _t = self.metrics.start(Op::Read);
         reply_data(reply, self.read_handle(fh, offset, size));
     }
 
@@ -419,6 +446,7 @@ impl Filesystem for FuseView {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _t = self.metrics.start(Op::Write);
         match self
             .file_fd(fh)
             .and_then(|fd| Ok(sys::pwrite_all(fd.as_fd(), data, offset)?))
@@ -429,6 +457,7 @@ impl Filesystem for FuseView {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let _t = self.metrics.start(Op::Flush);
         // Nothing to do at close (data goes to the backing file as written,
         // locks are the kernel's): ENOSYS makes the kernel stop sending
         // FLUSH, one synchronous round trip less per close(2).
@@ -445,14 +474,21 @@ impl Filesystem for FuseView {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _t = self.metrics.start(Op::Release);
         let handle = self.handles.lock().remove(&fh.0);
-        if let Some(Handle::File { ino, mode, .. }) = handle {
-            self.io.release(ino, &mode);
+        match handle {
+            Some(Handle::File { ino, mode, .. }) => {
+                self.io.release(ino, &mode);
+                self.metrics.file_released();
+            }
+            Some(Handle::Version) => self.metrics.file_released(),
+            _ => {}
         }
         reply.ok();
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let _t = self.metrics.start(Op::Fsync);
         if ino.0 == VERSION_INO {
             return reply.ok();
         }
@@ -463,7 +499,9 @@ impl Filesystem for FuseView {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _t = self.metrics.start(Op::Opendir);
         let fh = self.add_handle(Handle::Dir { entries: None });
+        self.metrics.dir_opened();
         // Let the kernel keep listings across opens: it drops its copy
         // whenever it changes the directory itself, the only way it changes.
         reply.opened(
@@ -473,6 +511,7 @@ impl Filesystem for FuseView {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let _t = self.metrics.start(Op::Readdir);
         let batch = match self.dir_batch(ino.0, fh.0, offset) {
             Ok(b) => b,
             Err(e) => return reply.error(e),
@@ -497,6 +536,7 @@ impl Filesystem for FuseView {
     /// readdir with each entry's attributes, which spares the kernel one
     /// LOOKUP per entry (a cold `ls -l` or `find` of a big tree).
     fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let _t = self.metrics.start(Op::Readdirplus);
         let batch = match self.dir_batch(ino.0, fh.0, offset) {
             Ok(b) => b,
             Err(e) => return reply.error(e),
@@ -533,15 +573,20 @@ impl Filesystem for FuseView {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.handles.lock().remove(&fh.0);
+        let _t = self.metrics.start(Op::Releasedir);
+        if self.handles.lock().remove(&fh.0).is_some() {
+            self.metrics.dir_released();
+        }
         reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let _t = self.metrics.start(Op::Fsyncdir);
         reply_empty(reply, self.core.fsync_dir(ino.0, datasync));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _t = self.metrics.start(Op::Statfs);
         match self.core.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -560,22 +605,27 @@ impl Filesystem for FuseView {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.metrics.start(Op::Setxattr);
         reply_empty(reply, self.core.setxattr(ino.0, name, value, flags));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _t = self.metrics.start(Op::Getxattr);
         reply_xattr(reply, size, self.core.getxattr(ino.0, name));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _t = self.metrics.start(Op::Listxattr);
         reply_xattr(reply, size, self.core.listxattr(ino.0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _t = self.metrics.start(Op::Removexattr);
         reply_empty(reply, self.core.removexattr(ino.0, name));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let _t = self.metrics.start(Op::Access);
         // default_permissions: the kernel checks modes itself.
         reply.ok();
     }
@@ -590,8 +640,9 @@ impl Filesystem for FuseView {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _t = self.metrics.start(Op::Create);
         if name.as_bytes().contains(&b'/') {
-            return reply.error(FErrno::EINVAL);
+            return reply.error(fail(FErrno::EINVAL));
         }
         let (attr, opened) = match self.core.create(parent.0, name, mode, flags, caller(req)) {
             Ok(x) => x,
@@ -616,8 +667,9 @@ impl Filesystem for FuseView {
         out_size: u32,
         reply: ReplyIoctl,
     ) {
+        let _t = self.metrics.start(Op::Ioctl);
         match self.core.ioctl(ino.0, cmd, in_data) {
-            Ok(data) if data.len() > out_size as usize => reply.error(FErrno::EINVAL),
+            Ok(data) if data.len() > out_size as usize => reply.error(fail(FErrno::EINVAL)),
             Ok(data) => reply.ioctl(0, &data),
             Err(e) => reply.error(err(e)),
         }
@@ -633,6 +685,7 @@ impl Filesystem for FuseView {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _t = self.metrics.start(Op::Fallocate);
         reply_empty(
             reply,
             self.file_fd(fh)
@@ -641,6 +694,7 @@ impl Filesystem for FuseView {
     }
 
     fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        let _t = self.metrics.start(Op::Lseek);
         match self
             .file_fd(fh)
             .and_then(|fd| Ok(sys::lseek(fd.as_fd(), offset, whence)?))

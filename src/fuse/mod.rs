@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::metrics::ViewMetrics;
 use crate::overlay::version::VersionInfo;
 use crate::overlay::{LayerDirs, Overlay};
 use crate::store::layout::LowerLayer;
@@ -36,6 +37,7 @@ pub struct MountedView {
     mountpoint: PathBuf,
     /// Boxed: a view is handed back inside errors, keep that small.
     session: Option<Box<fuser::BackgroundSession>>,
+    metrics: Arc<ViewMetrics>,
 }
 
 impl MountedView {
@@ -52,7 +54,8 @@ impl MountedView {
         config.n_threads = Some(cfg.threads.max(1));
         config.clone_fd = true;
         let dev_fuse = mount_at(&cfg)?;
-        let fs = adapter::FuseView::new(core);
+        let metrics = Arc::new(ViewMetrics::new(core.counters.clone()));
+        let fs = adapter::FuseView::new(core, metrics.clone());
         let session = fuser::Session::from_fd(fs, dev_fuse, fuser::SessionACL::All, config).map_err(|e| {
             let _ = sys::unmount(&cfg.mountpoint, true);
             Error::io(
@@ -70,6 +73,7 @@ impl MountedView {
         Ok(MountedView {
             mountpoint: cfg.mountpoint,
             session: Some(Box::new(session)),
+            metrics,
         })
     }
 
@@ -110,6 +114,11 @@ impl MountedView {
             }
         }
         Ok(())
+    }
+
+    /// The view's counters (shared with its FUSE threads).
+    pub fn metrics(&self) -> Arc<ViewMetrics> {
+        self.metrics.clone()
     }
 
     pub fn mountpoint(&self) -> &Path {

@@ -110,6 +110,10 @@ impl Overlay {
         match published {
             Ok(true) => {
                 self.counters.copy_ups.fetch_add(1, Ordering::Relaxed);
+                if Kind::from_mode(st.st_mode) == Kind::File {
+                    let bytes = st.st_size as u64;
+                    self.counters.copy_up_bytes.fetch_add(bytes, Ordering::Relaxed);
+                }
                 Ok(())
             }
             Ok(false) => {

@@ -180,10 +180,14 @@ impl LayerDirs {
     }
 }
 
-/// Counters for status and metrics.
+/// Counters for status and metrics (read by `crate::metrics`).
 #[derive(Default, Debug)]
 pub struct Counters {
+    /// Non-directories copied up.
     pub copy_ups: AtomicU64,
+    /// Bytes of file data those copy-ups copied (or cloned).
+    pub copy_up_bytes: AtomicU64,
+    /// Whiteouts created.
     pub whiteouts: AtomicU64,
 }
 
@@ -204,7 +208,7 @@ pub struct Overlay {
     version: Vec<u8>,
     version_mtime: (i64, u32),
     tmp_seq: AtomicU64,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
 }
 
 /// Everything needed to look names up in one directory of the view.
@@ -310,7 +314,7 @@ impl Overlay {
             version: version.render(),
             version_mtime,
             tmp_seq: AtomicU64::new(0),
-            counters: Counters::default(),
+            counters: Arc::default(),
         })
     }
 

@@ -105,26 +105,40 @@ pub fn remove_tree(path: &Path) -> Result<()> {
 }
 
 /// Bytes used by a tree (allocated blocks, each inode counted once; symlinks
-/// never followed). Errors are ignored: this is for reporting only.
+/// never followed). Walks by directory fd, opening each subdirectory beneath
+/// its parent with no symlink allowed, so a session that swaps a directory of
+/// its upper for a symlink while this walks cannot lead it outside. Errors
+/// are ignored: this is for reporting only.
 pub fn tree_usage(path: &Path) -> u64 {
     use std::collections::HashSet;
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = HashSet::new();
-    let mut total = 0u64;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(m) = fs::symlink_metadata(&p) else {
-            continue;
+    use std::os::fd::{AsFd, BorrowedFd};
+    fn walk(dir: BorrowedFd<'_>, seen: &mut HashSet<(u64, u64)>, total: &mut u64) {
+        let Ok(entries) = crate::sys::read_dir_entries(dir) else {
+            return;
         };
-        if seen.insert((m.dev(), m.ino())) {
-            total += m.blocks() * 512;
-        }
-        if m.is_dir()
-            && let Ok(rd) = fs::read_dir(&p)
-        {
-            stack.extend(rd.flatten().map(|e| e.path()));
+        for e in entries {
+            let Ok(st) = crate::sys::stat_at(dir, &e.name) else {
+                continue;
+            };
+            if seen.insert((st.st_dev, st.st_ino)) {
+                *total += st.st_blocks as u64 * 512;
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && let Ok(sub) = crate::sys::open_dir_read(dir, Path::new(&e.name))
+            {
+                walk(sub.as_fd(), seen, total);
+            }
         }
     }
+    let Ok(root) = crate::sys::open_dir_abs(path) else {
+        return fs::symlink_metadata(path).map_or(0, |m| {
+            use std::os::unix::fs::MetadataExt;
+            m.blocks() * 512
+        });
+    };
+    let mut seen = HashSet::new();
+    let mut total = crate::sys::fstat(root.as_fd()).map_or(0, |st| st.st_blocks as u64 * 512);
+    walk(root.as_fd(), &mut seen, &mut total);
     total
 }
 

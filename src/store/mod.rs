@@ -23,7 +23,7 @@
 //! the write lock only if `current` is still the generation it flattened.
 
 mod atomic;
-pub use atomic::{now_rfc3339, unique_name};
+pub use atomic::{now_rfc3339, tree_usage, unique_name};
 
 mod compact;
 mod gc;

@@ -32,6 +32,7 @@ use serde_json::Value;
 pub mod crash;
 pub mod hostile;
 pub mod notify;
+pub mod prom;
 pub mod rng;
 pub use rng::Rng;
 

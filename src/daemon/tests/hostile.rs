@@ -204,6 +204,7 @@ fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
         threads: 1,
         compact_depth: 0,
         docker_plugin: None,
+        metrics: Default::default(),
     };
     let d = Daemon::open(config.clone()).map_err(|e| fail(e.to_string()))?;
     // Something to work on: p0 imported, p1 empty, s0 on p0 with a file.
