@@ -12,7 +12,7 @@ use super::Daemon;
 use super::sizes::Sizes;
 use crate::error::Result;
 use crate::metrics::expo::{Exposition, Kind};
-use crate::metrics::{BUCKET_SECONDS, ViewSnapshot};
+use crate::metrics::{ViewSnapshot, bucket_seconds};
 use crate::protocol::*;
 
 /// Daemon-wide counters, and the size cache.
@@ -394,7 +394,8 @@ fn render_ops(e: &mut Exposition, sessions: &[SessionSnapshot]) {
         Kind::Histogram,
         "Time from a FUSE request's dispatch to its reply, by operation.",
     );
+    let le = bucket_seconds();
     for (labels, o) in ops() {
-        e.histogram(name, &labels, &BUCKET_SECONDS, &o.buckets, o.sum_seconds);
+        e.histogram(name, &labels, &le, &o.buckets, o.sum_seconds);
     }
 }

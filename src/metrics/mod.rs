@@ -48,12 +48,9 @@ ops! {
     Fallocate => "fallocate", Lseek => "lseek",
 }
 
-/// Upper bounds of the latency histogram buckets, in seconds (10 µs … 1 s);
-/// a last, implicit bucket takes everything slower (`le="+Inf"`).
-pub const BUCKET_SECONDS: [f64; 16] = [
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-];
-const BUCKET_NANOS: [u64; 16] = [
+/// Upper bounds of the latency histogram buckets, in nanoseconds (10 µs …
+/// 1 s); a last, implicit bucket takes everything slower (`le="+Inf"`).
+pub const BUCKET_NANOS: [u64; 16] = [
     10_000,
     25_000,
     50_000,
@@ -71,8 +68,13 @@ const BUCKET_NANOS: [u64; 16] = [
     500_000_000,
     1_000_000_000,
 ];
+
+/// The bucket bounds in seconds, as exported (`le`).
+pub fn bucket_seconds() -> [f64; BUCKET_NANOS.len()] {
+    BUCKET_NANOS.map(|n| n as f64 / 1e9)
+}
 /// Buckets including the overflow one.
-pub const BUCKETS: usize = BUCKET_SECONDS.len() + 1;
+pub const BUCKETS: usize = BUCKET_NANOS.len() + 1;
 
 /// The counters of one operation of one view.
 #[derive(Default)]
@@ -292,11 +294,7 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Op::ALL.len());
-        assert!(
-            BUCKET_SECONDS
-                .iter()
-                .zip(BUCKET_NANOS)
-                .all(|(s, n)| (s * 1e9).round() as u64 == n)
-        );
+        let le = bucket_seconds();
+        assert_eq!((le[0], le[1], le[15]), (0.00001, 0.000025, 1.0));
     }
 }
