@@ -3,8 +3,7 @@
 //! (`--metrics-listen`), served by `tiny_http` on its own thread.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Daemon;
@@ -68,7 +67,7 @@ pub fn start(cfg: &EndpointConfig, daemon: &Arc<Daemon>) -> Result<Endpoint> {
         socket: None,
     };
     if let Some(path) = &cfg.metrics_socket {
-        let listener = bind_unix(path)?;
+        let listener = super::server::bind_private_socket(path, "--metrics-socket")?;
         endpoint.socket = Some(path.clone());
         let server = tiny_http::Server::from_listener(listener, None).map_err(|e| {
             Error::io(
@@ -99,30 +98,6 @@ pub fn start(cfg: &EndpointConfig, daemon: &Arc<Daemon>) -> Result<Endpoint> {
             .map_err(|e| Error::io("starting the metrics thread", e))?;
     }
     Ok(endpoint)
-}
-
-/// Binds `path`, replacing a stale socket but never a live one or a file
-/// of another kind.
-fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener> {
-    let what = || format!("metrics socket {}", path.display());
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if !m.file_type().is_socket() {
-            return Err(Error::invalid(format!(
-                "{} exists and is not a socket; pick another path",
-                what()
-            )));
-        }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(Error::busy(format!("{} is in use by another process", what())));
-        }
-        std::fs::remove_file(path).map_err(|e| Error::io(format!("removing the stale {}", what()), e))?;
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating the directory of the {}", what()), e))?;
-    }
-    let listener = std::os::unix::net::UnixListener::bind(path).map_err(|e| Error::io(what(), e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(what(), e))?;
-    Ok(listener)
 }
 
 fn respond(daemon: &Daemon, rq: tiny_http::Request) {

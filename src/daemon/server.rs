@@ -231,7 +231,7 @@ pub(super) fn prepare_socket_path(path: &Path, flag: &str) -> Result<()> {
             }
             if UnixStream::connect(path).is_ok() {
                 return Err(Error::busy(format!(
-                    "another goldenfs daemon is already answering on {}; stop it first or pass another {flag}",
+                    "another process (a goldenfs daemon?) is already answering on {}; stop it first or pass another {flag}",
                     path.display()
                 )));
             }
@@ -243,6 +243,21 @@ pub(super) fn prepare_socket_path(path: &Path, flag: &str) -> Result<()> {
         Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
     }
     Ok(())
+}
+
+/// A socket only root may use (mode 0600) for a side service of the daemon
+/// (the Docker plugin, the metrics endpoint), bound at `path` once
+/// [`prepare_socket_path`] made it ready.
+pub(super) fn bind_private_socket(path: &Path, flag: &str) -> Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    prepare_socket_path(path, flag)?;
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| Error::io(format!("binding {} ({flag})", path.display()), e))?;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        let _ = std::fs::remove_file(path);
+        return Err(Error::io(format!("chmod 0600 {} ({flag})", path.display()), e));
+    }
+    Ok(listener)
 }
 
 impl Drop for Server {

@@ -13,8 +13,6 @@
 mod volumes;
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,10 +65,7 @@ impl PluginServer {
     pub fn start(daemon: Arc<Daemon>, cfg: &DockerPluginConfig) -> Result<PluginServer> {
         let volumes = Arc::new(Volumes::new(daemon, &cfg.volume_dir)?);
         let path = &cfg.socket;
-        super::server::prepare_socket_path(path, "--docker-plugin=SOCKET")?;
-        let listener = UnixListener::bind(path).map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        let listener = super::server::bind_private_socket(path, "--docker-plugin=SOCKET")?;
         let server = tiny_http::Server::from_listener(listener, None).map_err(|e| {
             let _ = std::fs::remove_file(path);
             Error::new(ErrorCode::Io, format!("serving {}: {e}", path.display()))
